@@ -1,0 +1,218 @@
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { ApplyResult, CoordinatorMessage, ModuleHealth, ModuleState } from '../proto/types.js';
+import { errorMessage } from '../shared/errors/index.js';
+import { KB_VERSION } from '../shared/version.js';
+import type { ContainerDriver } from './driver/types.js';
+import { FactsCollector } from './facts.js';
+import { runChecks } from './health/index.js';
+import { containerStatuses, isConverged, reconcileModule, removeModule, type ReconcileContext } from './reconcile/index.js';
+import { AgentSession, type Backoff } from './session.js';
+import { DesiredStore, type DesiredFile } from './state.js';
+
+/** Public options of `kb-agent run`, with their defaults. */
+export interface AgentOptions {
+  /** This node's name; must be a HOSTNAME of the inventory. Default: os.hostname(). */
+  node: string;
+  /** Coordinator addresses HOST:PORT, tried in turn. */
+  coordinators: string[];
+  /** Where the desired state is kept. Default /var/lib/kb-agent. */
+  stateDir: string;
+  /** Prefix of every host path (tests). Default '/'. */
+  hostRoot?: string;
+  /** Several agents share one Docker engine (tests, demos). Default false. */
+  sharedEngine?: boolean;
+  /** Plaintext gRPC (development, loopback only). Default false. */
+  plaintext?: boolean;
+  /** Full reconcile of every module this often, coordinator or not. Default 10 000 ms. */
+  reconcileIntervalMs?: number;
+  /** Until the coordinator says otherwise. Default 5000 ms each. */
+  heartbeatIntervalMs?: number;
+  healthIntervalMs?: number;
+  backoff?: Backoff;
+}
+
+/**
+ * The agent: keeps this node's containers at the desired state it holds on disk, and
+ * keeps a session with a coordinator to receive new states and report health.
+ *
+ * Guarantees:
+ *  - Applies are serialized (one module state at a time, in arrival order).
+ *  - A desired state is on disk before it is acknowledged or applied; after a crash the
+ *    agent resumes from it without the coordinator.
+ *  - A module state whose revision and spec hash equal the held one is acknowledged and
+ *    reported `changed: false`, never applied as a new revision.
+ *  - Without a coordinator, the agent keeps reconciling (periodically and when a managed
+ *    container dies), so containers keep running.
+ */
+export class Agent {
+  private readonly desiredStore: DesiredStore;
+  private desired: DesiredFile;
+  private readonly ctx: ReconcileContext;
+  private readonly facts: FactsCollector;
+  private session: AgentSession | undefined;
+  private queue: Promise<void> = Promise.resolve();
+  private timers: NodeJS.Timeout[] = [];
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private healthTimer: NodeJS.Timeout | undefined;
+  private heartbeatMs: number;
+  private healthMs: number;
+  private stopEvents: (() => void) | undefined;
+  private reconcilePending = false;
+  private stopped = false;
+
+  constructor(private readonly opts: AgentOptions, private readonly driver: ContainerDriver, private readonly log: Logger) {
+    this.desiredStore = new DesiredStore(opts.stateDir);
+    this.desired = this.desiredStore.load();
+    this.ctx = {
+      node: opts.node,
+      driver,
+      hostRoot: opts.hostRoot ?? '/',
+      sharedEngine: Boolean(opts.sharedEngine),
+      log,
+    };
+    this.facts = new FactsCollector(opts.hostRoot ?? '/');
+    this.heartbeatMs = opts.heartbeatIntervalMs ?? 5000;
+    this.healthMs = opts.healthIntervalMs ?? 5000;
+  }
+
+  /** Starts reconciling from disk at once, then connects. Resolves once the first local reconcile is queued. */
+  async start(credentials: grpc.ChannelCredentials): Promise<void> {
+    try {
+      const v = await this.driver.ping();
+      this.facts.setDockerVersion(v.version);
+    } catch (err) {
+      this.log.error({ err: errorMessage(err) }, 'docker engine not reachable; will keep retrying in the reconcile loop');
+    }
+    void this.facts.describeOs();
+    this.scheduleReconcileAll('start');
+    this.timers.push(setInterval(() => this.scheduleReconcileAll('interval'), this.opts.reconcileIntervalMs ?? 10_000));
+    this.stopEvents = this.driver.events((e) => {
+      if (e.action === 'die' || e.action === 'destroy' || e.action === 'stop') this.scheduleReconcileAll(`container ${e.action}`);
+    }, this.opts.node);
+    this.session = new AgentSession({
+      coordinators: this.opts.coordinators,
+      credentials,
+      backoff: this.opts.backoff,
+      log: this.log,
+      hello: () => ({
+        nodeName: this.opts.node,
+        agentVersion: KB_VERSION,
+        desired: Object.values(this.desired.modules).map((m) => ({ module: m.module, revision: m.revision, specHash: m.specHash })),
+      }),
+      onConnected: () => this.resetTimers(),
+      onDisconnected: (reason) => this.log.warn({ reason }, 'coordinator session lost; containers keep running from the on-disk state'),
+      onMessage: (msg) => this.onMessage(msg),
+    });
+    this.session.start();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.session?.stop();
+    this.stopEvents?.();
+    for (const t of this.timers) clearInterval(t);
+    clearInterval(this.heartbeatTimer);
+    clearInterval(this.healthTimer);
+    await this.queue;
+  }
+
+  private onMessage(msg: CoordinatorMessage): void {
+    if (msg.settings) {
+      if (msg.settings.heartbeatIntervalMs > 0) this.heartbeatMs = msg.settings.heartbeatIntervalMs;
+      if (msg.settings.healthIntervalMs > 0) this.healthMs = msg.settings.healthIntervalMs;
+      this.resetTimers();
+    } else if (msg.desired) {
+      this.onDesired(msg.desired);
+    } else if (msg.remove) {
+      const module = msg.remove.module;
+      this.enqueue(async () => {
+        const { [module]: _gone, ...rest } = this.desired.modules;
+        this.desired = { version: 1, modules: rest };
+        this.desiredStore.save(this.desired);
+        await removeModule(this.ctx, module);
+      });
+    } else if (msg.ping) {
+      this.session?.send({ heartbeat: { sentAtMs: Date.now() } });
+    }
+  }
+
+  private onDesired(state: ModuleState): void {
+    this.enqueue(async () => {
+      const held = this.desired.modules[state.module];
+      const same = held && held.revision === state.revision && held.specHash === state.specHash;
+      if (!same) {
+        this.desired = { version: 1, modules: { ...this.desired.modules, [state.module]: state } };
+        this.desiredStore.save(this.desired);
+      }
+      this.session?.send({ ack: { module: state.module, revision: state.revision, specHash: state.specHash } });
+      const result: ApplyResult = { module: state.module, revision: state.revision, specHash: state.specHash, ok: true, error: '', changed: false, actions: [] };
+      try {
+        const r = await reconcileModule({
+          ...this.ctx,
+          onProgress: (step, message) => this.session?.send({ progress: { module: state.module, revision: state.revision, step, message } }),
+        }, state);
+        result.changed = !same && r.changed;
+        result.actions = r.actions;
+        this.log.info({ module: state.module, revision: state.revision, changed: result.changed, actions: r.actions }, same ? 'revision already held' : 'applied');
+      } catch (err) {
+        result.ok = false;
+        result.error = errorMessage(err);
+        this.log.error({ module: state.module, revision: state.revision, err: result.error }, 'apply failed');
+      }
+      this.session?.send({ result });
+      await this.reportHealth();
+    });
+  }
+
+  /** Runs `fn` after everything queued before it. Errors are logged, never dropped silently. */
+  private enqueue(fn: () => Promise<void>): void {
+    this.queue = this.queue.then(fn).catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'agent task failed'));
+  }
+
+  private scheduleReconcileAll(reason: string): void {
+    if (this.reconcilePending || this.stopped) return;
+    this.reconcilePending = true;
+    this.enqueue(async () => {
+      this.reconcilePending = false;
+      for (const state of Object.values(this.desired.modules)) {
+        try {
+          const r = await reconcileModule(this.ctx, state);
+          if (r.changed) this.log.info({ module: state.module, revision: state.revision, reason, actions: r.actions }, 'repaired drift');
+        } catch (err) {
+          this.log.error({ module: state.module, reason, err: errorMessage(err) }, 'reconcile failed');
+        }
+      }
+    });
+  }
+
+  private resetTimers(): void {
+    clearInterval(this.heartbeatTimer);
+    clearInterval(this.healthTimer);
+    this.heartbeatTimer = setInterval(() => this.session?.send({ heartbeat: { sentAtMs: Date.now() } }), this.heartbeatMs);
+    this.healthTimer = setInterval(() => void this.reportHealth(), this.healthMs);
+    void this.reportHealth();
+  }
+
+  private healthRunning = false;
+
+  /** Runs every module's checks and sends one report. Concurrent calls are coalesced. */
+  async reportHealth(): Promise<void> {
+    if (this.healthRunning || !this.session?.connected) return;
+    this.healthRunning = true;
+    try {
+      const states = Object.values(this.desired.modules);
+      const modules: ModuleHealth[] = await Promise.all(states.map(async (s) => {
+        const [checks, converged] = await Promise.all([
+          runChecks(this.ctx, s).catch((err: unknown) => [{ name: 'checks', ok: false, observed: errorMessage(err) }]),
+          isConverged(this.ctx, s).catch(() => false),
+        ]);
+        return { module: s.module, revision: s.revision, specHash: s.specHash, healthy: checks.every((c) => c.ok), checks, converged };
+      }));
+      const containers = await containerStatuses(this.ctx, states).catch(() => []);
+      this.session.send({ health: { facts: this.facts.collect(), modules, containers, observedAtMs: Date.now() } });
+    } finally {
+      this.healthRunning = false;
+    }
+  }
+}

@@ -1,0 +1,208 @@
+/**
+ * kbctl: the operator's CLI. Parses options and calls the coordinator's ControlService
+ * (or, for `validate` and `versions`, reads local files). Output goes through printer.ts.
+ */
+import { Command, Option } from 'commander';
+import { InputError, errorMessage, formatProblem } from '../../shared/errors/index.js';
+import { validateFiles } from '../../shared/validate/index.js';
+import { loadVersions, shellExports } from '../../shared/versions/index.js';
+import { KB_VERSION } from '../../shared/version.js';
+import type { RolloutInfo, RolloutUpdate } from '../../proto/types.js';
+import { ControlClient, ControlError } from './client.js';
+import { ago, bytes, clock, parseDuration, stdio, table, type Printer } from './printer.js';
+
+/** Exit codes: 0 ok, 1 the operation failed (rollout failed, validation problems), 2 usage or connection error. */
+export const EXIT = { ok: 0, failed: 1, error: 2 } as const;
+
+interface GlobalOpts { coordinator: string; plaintext: boolean; output: 'table' | 'json' }
+
+export function buildProgram(p: Printer, setExit: (code: number) => void): Command {
+  const program = new Command('kbctl')
+    .description('kb operator CLI')
+    .version(KB_VERSION)
+    .addOption(new Option('--coordinator <host:port>', 'coordinator address').env('KB_COORDINATOR').default('127.0.0.1:7443'))
+    .addOption(new Option('--plaintext', 'plaintext gRPC (development, loopback only)').env('KB_PLAINTEXT').default(false))
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
+    .showHelpAfterError();
+
+  const globals = (): GlobalOpts => program.opts<GlobalOpts>();
+  const client = () => {
+    const g = globals();
+    return new ControlClient({ address: g.coordinator, plaintext: Boolean(g.plaintext) });
+  };
+
+  program
+    .command('nodes')
+    .description('list nodes: NAME ROLE IP STATUS AGENT MODULES CPU MEM DISK LAST-SEEN')
+    .action(async () => {
+      const c = client();
+      try {
+        const res = await c.listNodes();
+        if (globals().output === 'json') return p.out(JSON.stringify(res.nodes, null, 2));
+        p.out(table(
+          ['NAME', 'ROLE', 'IP', 'STATUS', 'AGENT', 'MODULES', 'CPU', 'MEM', 'DISK', 'LAST-SEEN'],
+          res.nodes.map((n) => [
+            n.name,
+            n.subrole ? `${n.role}/${n.subrole}` : n.role,
+            n.ip,
+            n.status,
+            n.agentVersion || '-',
+            n.modules.map((m) => `${m.module}@${m.revision}:${m.healthy ? 'healthy' : 'unhealthy'}`).join(',') || '-',
+            n.facts ? `${n.facts.cpuPercent.toFixed(0)}%` : '-',
+            n.facts ? `${bytes(n.facts.memUsedBytes)}/${bytes(n.facts.memTotalBytes)}` : '-',
+            n.facts ? `${bytes(n.facts.diskUsedBytes)}/${bytes(n.facts.diskTotalBytes)}` : '-',
+            ago(n.lastSeenMs),
+          ]),
+        ));
+      } finally {
+        c.close();
+      }
+    });
+
+  program
+    .command('plan <module>')
+    .description('show what a rollout of <module> would change on each node')
+    .option('--node <name...>', 'only these nodes')
+    .action(async (module: string, o: { node?: string[] }) => {
+      const c = client();
+      try {
+        const res = await c.plan({ module, nodes: o.node ?? [] });
+        if (globals().output === 'json') return p.out(JSON.stringify(res, null, 2));
+        p.out(`module ${res.module}; images: ${Object.entries(res.images).map(([k, v]) => `${k}=${v}`).join(', ')}`);
+        for (const n of res.nodes) {
+          p.out(`${n.node}: ${n.action}${n.connected ? '' : ' (agent not connected)'}${n.currentRevision ? ` (now revision ${n.currentRevision})` : ''}`);
+          for (const ch of n.containers) {
+            const detail = ch.action === 'create' ? ch.toImage : ch.action === 'remove' ? ch.fromImage : ch.reasons.join('; ');
+            p.out(`  ${ch.action.padEnd(9)} ${ch.name}${detail ? `  ${detail}` : ''}`);
+          }
+        }
+        const changes = res.nodes.filter((n) => n.action !== 'unchanged').length;
+        p.out(changes ? `${changes} of ${res.nodes.length} nodes would change` : `no changes: all ${res.nodes.length} nodes are up to date`);
+      } finally {
+        c.close();
+      }
+    });
+
+  const rollout = program.command('rollout').description('health-gated rollouts: `kbctl rollout <module>`, `rollout status <module>`, `rollout undo <module>`');
+  const runRollout = async (module: string, o: { maxParallel: string; healthyDeadline: string; minHealthyTime: string; detach?: boolean }, undo: boolean) => {
+    const c = client();
+    const json = globals().output === 'json';
+    let last: RolloutInfo | undefined;
+    const events: unknown[] = [];
+    try {
+      await c.rollout({
+        module,
+        maxParallel: Number(o.maxParallel),
+        healthyDeadlineMs: parseDuration(o.healthyDeadline),
+        minHealthyTimeMs: parseDuration(o.minHealthyTime),
+        undo,
+        wait: !o.detach,
+      }, (u: RolloutUpdate) => {
+        if (u.info) {
+          if (!last && !json) p.out(`rollout ${u.info.id}: ${module} revision ${u.info.fromRevision} -> ${u.info.revision}, max_parallel ${u.info.maxParallel}`);
+          last = u.info;
+        }
+        if (u.event) {
+          events.push(u.event);
+          if (!json) {
+            const e = u.event;
+            const extra = e.check ? ` [${e.check}: ${e.observed}]` : '';
+            p.out(`${clock(e.atMs)} ${(e.node || '-').padEnd(12)} ${e.kind.padEnd(18)} ${e.message}${extra}`);
+          }
+        }
+      });
+    } finally {
+      c.close();
+    }
+    if (!last) throw new Error('coordinator ended the rollout stream without a result');
+    if (json) p.out(JSON.stringify({ rollout: last, events }, null, 2));
+    if (last.state === 'failed') {
+      if (!json) p.err(`rollout ${last.id} FAILED on node ${last.failedNode}: check ${last.failedCheck}: ${last.observed}\n${last.error}`);
+      setExit(EXIT.failed);
+    } else if (!json) {
+      p.out(last.state === 'succeeded' ? `rollout ${last.id} succeeded: revision ${last.revision} on every node` : `rollout ${last.id} is ${last.state} (detached)`);
+    }
+  };
+  const rolloutOptions = (cmd: Command) => cmd
+    .option('--max-parallel <n>', 'nodes changed at once', '1')
+    .option('--healthy-deadline <duration>', 'a node must be healthy within', '120s')
+    .option('--min-healthy-time <duration>', 'and stay healthy for', '10s')
+    .option('--detach', 'start the rollout and return without waiting');
+  rolloutOptions(rollout.command('start <module>', { isDefault: true }).description('roll out <module> to its nodes (same as `kbctl rollout <module>`)'))
+    .action((module: string, o) => runRollout(module, o, false));
+  rolloutOptions(rollout.command('undo <module>').description('roll back to the last revision that was healthy on every node, through the same health gates'))
+    .action((module: string, o) => runRollout(module, o, true));
+  rollout
+    .command('status <module>')
+    .description('show the latest rollout of <module>')
+    .option('--events', 'include the event log')
+    .action(async (module: string, o: { events?: boolean }) => {
+      const c = client();
+      try {
+        const res = await c.rolloutStatus({ module, events: Boolean(o.events) });
+        if (globals().output === 'json') return p.out(JSON.stringify(res, null, 2));
+        if (!res.rollout) return p.out(`no rollout of ${module} yet`);
+        const r = res.rollout;
+        p.out(`rollout ${r.id}: ${r.module} revision ${r.fromRevision} -> ${r.revision}: ${r.state}${r.failedNode ? ` (node ${r.failedNode}, check ${r.failedCheck}: ${r.observed})` : ''}`);
+        p.out(table(['NODE', 'STATE', 'ERROR'], r.nodes.map((n) => [n.node, n.state, n.error])));
+        for (const e of res.events) p.out(`${clock(e.atMs)} ${(e.node || '-').padEnd(12)} ${e.kind.padEnd(18)} ${e.message}`);
+        if (r.state === 'failed') setExit(EXIT.failed);
+      } finally {
+        c.close();
+      }
+    });
+
+  program
+    .command('validate')
+    .description('check servers.tsv and versions.yaml; prints FILE:LINE: message per problem, exits 1 if any')
+    .option('--inventory <file>', 'servers.tsv')
+    .option('--versions <file>', 'versions.yaml')
+    .option('--env <env>', 'servers.tsv ENV rows to check', 'prod')
+    .action((o: { inventory?: string; versions?: string; env: string }) => {
+      if (!o.inventory && !o.versions) throw new UsageError('validate needs --inventory FILE and/or --versions FILE');
+      const problems = validateFiles({ inventoryFile: o.inventory, versionsFile: o.versions, env: o.env });
+      if (globals().output === 'json') p.out(JSON.stringify(problems, null, 2));
+      else for (const pr of problems) p.out(formatProblem(pr));
+      if (problems.length) setExit(EXIT.failed);
+      else if (globals().output !== 'json') p.out(`ok: ${[o.inventory, o.versions].filter(Boolean).join(', ')}`);
+    });
+
+  program
+    .command('versions')
+    .description('print pinned versions; --shell prints `export REDIS_IMAGE="..."` lines for the old scripts')
+    .requiredOption('--versions <file>', 'versions.yaml')
+    .option('--shell', 'print export lines')
+    .action((o: { versions: string; shell?: boolean }) => {
+      const v = loadVersions(o.versions);
+      if (o.shell) return p.out(shellExports(v).trimEnd());
+      p.out(table(['KEY', 'VALUE', 'LINE'], [...v.entries.values()].map((e) => [e.key, e.value, String(e.line)])));
+    });
+
+  return program;
+}
+
+class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export async function main(argv: string[], p: Printer = stdio): Promise<number> {
+  let code: number = EXIT.ok;
+  const program = buildProgram(p, (c) => { code = c; });
+  program.exitOverride();
+  program.configureOutput({ writeOut: (s) => p.out(s.trimEnd()), writeErr: (s) => p.err(s.trimEnd()) });
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    const e = err as { code?: string; exitCode?: number };
+    if (typeof e.code === 'string' && e.code.startsWith('commander.')) {
+      return e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help' ? EXIT.ok : EXIT.error;
+    }
+    if (err instanceof InputError) {
+      for (const pr of err.problems) p.err(formatProblem(pr));
+      return EXIT.failed;
+    }
+    p.err(`kbctl: ${errorMessage(err)}`);
+    return err instanceof ControlError ? (err.code === 3 || err.code === 9 ? EXIT.failed : EXIT.error) : EXIT.error;
+  }
+  return code;
+}

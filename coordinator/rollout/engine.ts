@@ -1,0 +1,326 @@
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { KbError, errorMessage } from '../../shared/errors/index.js';
+import type { ModuleHealth, ModuleState } from '../../proto/types.js';
+import type { ImageResolver } from '../images/resolve.js';
+import { getModule } from '../modules/index.js';
+import type { PlanInputs } from '../modules/types.js';
+import { computeDesired } from '../planner.js';
+import type { SessionRegistry } from '../sessions.js';
+import type { EventKind, EventRecord, RevisionRecord, RolloutNodeRecord, RolloutRecord, Store } from '../store/types.js';
+
+/** Options of one rollout. Defaults follow Nomad's update stanza. */
+export interface RolloutOptions {
+  /** Nodes changed at once (one batch). Default 1. */
+  maxParallel?: number;
+  /** A node must be healthy within this time after its state is sent. Default 120 000 ms. */
+  healthyDeadlineMs?: number;
+  /** ...and stay healthy this long. Default 10 000 ms. */
+  minHealthyTimeMs?: number;
+  /** Roll back to the newest earlier revision that was healthy on every node. */
+  undo?: boolean;
+}
+
+export const ROLLOUT_DEFAULTS = { maxParallel: 1, healthyDeadlineMs: 120_000, minHealthyTimeMs: 10_000 } as const;
+
+/** Thrown when a rollout cannot start (another one running, nothing to undo to, ...). */
+export class RolloutError extends KbError {
+  override name = 'RolloutError';
+}
+
+export interface EngineDeps {
+  store: Store;
+  sessions: SessionRegistry;
+  resolver: ImageResolver;
+  log: Logger;
+  /** Reads the inventory, versions and settings fresh (operators edit files between rollouts). */
+  inputs: () => PlanInputs;
+}
+
+interface GateOutcome { ok: boolean; check: string; observed: string; error: string }
+
+/**
+ * Health-gated rollouts.
+ *
+ * A rollout moves the nodes of one module to one revision in batches of `maxParallel`,
+ * in the module's host order. A node passes when a health report for the revision's spec
+ * says converged and healthy, and it stays so for `minHealthyTimeMs`, all within
+ * `healthyDeadlineMs`. The first node that fails pauses the rollout: the rest of its batch
+ * finishes, later nodes are untouched, and the record names the node, the check and what
+ * it saw.
+ *
+ * Every step is persisted before it is acted on, so `resumeAll()` after a restart continues
+ * where the last process stopped. Re-sending a revision a node already holds is harmless:
+ * the agent acknowledges it without applying it again.
+ *
+ * At most one rollout per module runs at a time (start() refuses a second).
+ */
+export class RolloutEngine {
+  private readonly live = new EventEmitter();
+  private readonly running = new Map<string, Promise<void>>();
+
+  constructor(private readonly deps: EngineDeps) {
+    this.live.setMaxListeners(0);
+  }
+
+  /** Subscribes to the events of one rollout as they are appended. */
+  subscribe(rolloutId: string, fn: (e: EventRecord, r: RolloutRecord) => void): () => void {
+    this.live.on(rolloutId, fn);
+    return () => this.live.off(rolloutId, fn);
+  }
+
+  /** Resolves when the rollout stops being driven by this process. */
+  async wait(rolloutId: string): Promise<void> {
+    await this.running.get(rolloutId);
+  }
+
+  /**
+   * Validates inputs, creates the revision if the desired state changed, persists the
+   * rollout and starts driving it. Throws (and applies nothing) on bad input.
+   */
+  async start(module: string, opts: RolloutOptions = {}): Promise<RolloutRecord> {
+    const { store } = this.deps;
+    const def = getModule(module);
+    const active = (await store.listRollouts({ module, state: 'running' }))[0];
+    if (active) throw new RolloutError(`a rollout of ${module} is already running (${active.id}); wait for it or check \`kbctl rollout status ${module}\``);
+    const inputs = this.deps.inputs();
+    const latest = await store.latestRevision(module);
+    let target: RevisionRecord;
+    if (opts.undo) {
+      target = await this.undoRevision(module, latest);
+    } else {
+      const desired = await computeDesired(def, inputs, this.deps.resolver);
+      const same = latest && sameStates(latest.states, desired.states);
+      target = same ? latest : {
+        module,
+        revision: (latest?.revision ?? 0) + 1,
+        createdMs: Date.now(),
+        images: desired.images,
+        states: stamp(desired.states, (latest?.revision ?? 0) + 1),
+        healthyMs: null,
+        sourceRevision: null,
+      };
+      if (!same) await store.putRevision(target);
+    }
+    if (opts.undo) await store.putRevision(target);
+
+    const order = def.hosts(inputs.inventory).map((s) => s.hostname).filter((n) => target.states[n]);
+    const reported = new Map((await store.listNodeModules({ module })).map((r) => [r.node, r]));
+    const nodes: RolloutNodeRecord[] = order
+      .filter((n) => {
+        const r = reported.get(n);
+        const live = this.deps.sessions.get(n)?.health.get(module);
+        const hash = target.states[n]!.specHash;
+        const upToDate = (live ?? r) && (live ?? r)!.specHash === hash && (live ?? r)!.healthy && (live ?? r)!.converged;
+        return !upToDate;
+      })
+      .map((node) => ({ node, phase: 'pending', error: '' }));
+
+    const now = Date.now();
+    const r: RolloutRecord = {
+      id: `${module}-${target.revision}-${randomUUID().slice(0, 8)}`,
+      module,
+      revision: target.revision,
+      fromRevision: latest?.revision ?? 0,
+      state: nodes.length ? 'running' : 'succeeded',
+      maxParallel: Math.max(1, opts.maxParallel || ROLLOUT_DEFAULTS.maxParallel),
+      healthyDeadlineMs: opts.healthyDeadlineMs || ROLLOUT_DEFAULTS.healthyDeadlineMs,
+      minHealthyTimeMs: opts.minHealthyTimeMs ?? ROLLOUT_DEFAULTS.minHealthyTimeMs,
+      nodes,
+      error: '', failedNode: '', failedCheck: '', observed: '',
+      createdMs: now,
+      updatedMs: now,
+    };
+    await store.putRollout(r);
+    if (!nodes.length) {
+      await this.event(r, 'rollout-noop', '', `every node already runs revision ${target.revision}'s spec and is healthy`);
+      if (!target.healthyMs) await store.markRevisionHealthy(module, target.revision, now);
+      return r;
+    }
+    await this.event(r, 'rollout-start', '', `revision ${target.revision} (from ${r.fromRevision}) on ${nodes.map((n) => n.node).join(', ')}; max_parallel ${r.maxParallel}; images ${Object.values(target.images).join(', ')}`);
+    this.launch(r);
+    return r;
+  }
+
+  /** Continues every rollout left running by a previous process. Safe to call once at start-up. */
+  async resumeAll(): Promise<void> {
+    for (const r of await this.deps.store.listRollouts({ state: 'running' })) {
+      if (this.running.has(r.id)) continue;
+      await this.event(r, 'rollout-resume', '', `resuming after coordinator restart: ${r.nodes.map((n) => `${n.node}=${n.phase}`).join(' ')}`);
+      this.launch(r);
+    }
+  }
+
+  private launch(r: RolloutRecord): void {
+    const p = this.drive(r)
+      .catch(async (err: unknown) => {
+        this.deps.log.error({ err, rollout: r.id }, 'rollout driver crashed');
+        r.state = 'failed';
+        r.error = `internal error: ${errorMessage(err)}`;
+        await this.save(r).catch(() => undefined);
+        await this.event(r, 'rollout-failed', '', r.error).catch(() => undefined);
+      })
+      .finally(() => this.running.delete(r.id));
+    this.running.set(r.id, p);
+  }
+
+  private async drive(r: RolloutRecord): Promise<void> {
+    const rev = await this.deps.store.getRevision(r.module, r.revision);
+    if (!rev) throw new RolloutError(`revision ${r.revision} of ${r.module} is missing from the store`);
+    while (r.state === 'running') {
+      const batch = r.nodes.filter((n) => n.phase !== 'healthy').slice(0, r.maxParallel);
+      if (batch.length === 0) break;
+      const outcomes = await Promise.all(batch.map(async (n) => ({ n, out: await this.driveNode(r, n, rev.states[n.node]!) })));
+      const failed = outcomes.find((o) => !o.out.ok);
+      if (failed) {
+        r.state = 'failed';
+        r.failedNode = failed.n.node;
+        r.failedCheck = failed.out.check;
+        r.observed = failed.out.observed;
+        r.error = failed.out.error;
+        await this.save(r);
+        await this.event(r, 'rollout-failed', failed.n.node, `rollout paused: ${failed.out.error}`, failed.out.check, failed.out.observed);
+        return;
+      }
+    }
+    r.state = 'succeeded';
+    await this.save(r);
+    await this.markHealthyIfEverywhere(r.module, rev);
+    await this.event(r, 'rollout-succeeded', '', `every node runs revision ${r.revision} and is healthy`);
+  }
+
+  /** Sends the node its state and waits for the health gate. Never throws for node failures. */
+  private async driveNode(r: RolloutRecord, n: RolloutNodeRecord, state: ModuleState): Promise<GateOutcome> {
+    const { store, sessions } = this.deps;
+    const startMs = Date.now();
+    n.phase = 'applying';
+    await this.save(r);
+    await this.event(r, 'node-apply', n.node, `sending revision ${state.revision} (spec ${state.specHash.slice(0, 12)})`);
+    await store.putAssignment({ node: n.node, module: r.module, revision: state.revision, specHash: state.specHash, assignedMs: startMs });
+    sessions.get(n.node)?.send({ desired: state });
+
+    const out = await new Promise<GateOutcome>((resolve) => {
+      let healthySince: number | undefined;
+      let lastBad: { check: string; observed: string } | undefined;
+      let verifying = false;
+      let minTimer: NodeJS.Timeout | undefined;
+      const finish = (o: GateOutcome) => {
+        clearTimeout(deadline);
+        clearTimeout(minTimer);
+        sessions.off('health', onHealth);
+        sessions.off('result', onResult);
+        sessions.off('progress', onProgress);
+        sessions.off('connected', onConnected);
+        resolve(o);
+      };
+      const markVerifying = () => {
+        if (verifying) return;
+        verifying = true;
+        n.phase = 'verifying';
+        void this.save(r).then(() => this.event(r, 'node-verifying', n.node, `waiting for ${state.healthChecks.map((c) => c.name).join(', ')} to pass for ${r.minHealthyTimeMs} ms`));
+      };
+      const consider = (m: ModuleHealth | undefined) => {
+        if (!m || m.specHash !== state.specHash || m.revision !== state.revision) return;
+        markVerifying();
+        const now = Date.now();
+        if (m.healthy && m.converged) {
+          healthySince ??= now;
+          if (now - healthySince >= r.minHealthyTimeMs) {
+            finish({ ok: true, check: '', observed: '', error: '' });
+          } else if (!minTimer) {
+            minTimer = setTimeout(() => { minTimer = undefined; consider(sessions.get(n.node)?.health.get(r.module)); }, r.minHealthyTimeMs - (now - healthySince) + 5);
+          }
+        } else {
+          healthySince = undefined;
+          const bad = m.checks.find((c) => !c.ok) ?? { name: 'converge', observed: 'containers do not match the desired spec yet' };
+          if (!lastBad || lastBad.check !== bad.name || lastBad.observed !== bad.observed) {
+            lastBad = { check: bad.name, observed: bad.observed };
+            void this.event(r, 'node-unhealthy', n.node, `check ${bad.name} failing`, bad.name, bad.observed);
+          }
+        }
+      };
+      const onHealth = (node: string, report: { modules: ModuleHealth[] }) => {
+        if (node === n.node) consider(report.modules.find((m) => m.module === r.module));
+      };
+      const onResult = (node: string, res: { module: string; revision: number; ok: boolean; error: string; changed: boolean; actions: string[] }) => {
+        if (node !== n.node || res.module !== r.module || res.revision !== state.revision) return;
+        if (!res.ok) {
+          finish({ ok: false, check: 'apply', observed: res.error, error: `${n.node}: apply of revision ${state.revision} failed: ${res.error}` });
+          return;
+        }
+        void this.event(r, 'node-applied', n.node, res.changed ? `applied: ${res.actions.join('; ')}` : 'already at this revision: nothing to do');
+        markVerifying();
+      };
+      const onProgress = (node: string, p: { module: string; revision: number; step: string; message: string }) => {
+        if (node === n.node && p.module === r.module && p.revision === state.revision) void this.event(r, 'node-progress', n.node, `${p.step}: ${p.message}`);
+      };
+      const onConnected = (s: { node: string }) => {
+        if (s.node === n.node) void this.event(r, 'node-progress', n.node, 'agent connected');
+      };
+      const deadline = setTimeout(() => {
+        const connected = Boolean(sessions.get(n.node));
+        if (lastBad) {
+          finish({ ok: false, check: lastBad.check, observed: lastBad.observed, error: `${n.node}: check ${lastBad.check} not healthy within ${r.healthyDeadlineMs} ms: ${lastBad.observed}` });
+        } else if (healthySince !== undefined) {
+          finish({ ok: false, check: 'min_healthy_time', observed: 'healthy but not for long enough', error: `${n.node}: not healthy for ${r.minHealthyTimeMs} ms within ${r.healthyDeadlineMs} ms` });
+        } else {
+          const observed = connected ? `no health report for revision ${state.revision} yet` : 'agent not connected';
+          finish({ ok: false, check: 'report', observed, error: `${n.node}: ${observed} within ${r.healthyDeadlineMs} ms` });
+        }
+      }, r.healthyDeadlineMs);
+      sessions.on('health', onHealth);
+      sessions.on('result', onResult);
+      sessions.on('progress', onProgress);
+      sessions.on('connected', onConnected);
+      consider(sessions.get(n.node)?.health.get(r.module));
+    });
+
+    n.phase = out.ok ? 'healthy' : 'failed';
+    n.error = out.error;
+    await this.save(r);
+    if (out.ok) await this.event(r, 'node-healthy', n.node, `healthy for ${r.minHealthyTimeMs} ms (${Date.now() - startMs} ms after apply)`);
+    else await this.event(r, 'node-failed', n.node, out.error, out.check, out.observed);
+    return out;
+  }
+
+  private async undoRevision(module: string, latest: RevisionRecord | undefined): Promise<RevisionRecord> {
+    if (!latest) throw new RolloutError(`${module} has no revision to undo`);
+    const revisions = await this.deps.store.listRevisions(module);
+    const prev = revisions.filter((x) => x.revision < latest.revision && x.healthyMs !== null && !sameStates(x.states, latest.states)).pop();
+    if (!prev) throw new RolloutError(`${module}: no earlier revision was healthy on every node; nothing to undo to`);
+    const revision = latest.revision + 1;
+    return { module, revision, createdMs: Date.now(), images: prev.images, states: stamp(prev.states, revision), healthyMs: null, sourceRevision: prev.revision };
+  }
+
+  private async markHealthyIfEverywhere(module: string, rev: RevisionRecord): Promise<void> {
+    const reported = await this.deps.store.listNodeModules({ module });
+    const all = Object.entries(rev.states).every(([node, st]) => {
+      const live = this.deps.sessions.get(node)?.health.get(module);
+      const r = live ?? reported.find((x) => x.node === node);
+      return r && r.specHash === st.specHash && r.healthy;
+    });
+    if (all) await this.deps.store.markRevisionHealthy(module, rev.revision, Date.now());
+  }
+
+  private async save(r: RolloutRecord): Promise<void> {
+    r.updatedMs = Date.now();
+    await this.deps.store.putRollout(r);
+  }
+
+  private async event(r: RolloutRecord, kind: EventKind, node: string, message: string, check = '', observed = ''): Promise<void> {
+    const e = await this.deps.store.appendEvent({ rolloutId: r.id, atMs: Date.now(), node, kind, message, check, observed, revision: r.revision });
+    this.deps.log.info({ rollout: r.id, node, kind, check }, message);
+    this.live.emit(r.id, e, r);
+  }
+}
+
+function sameStates(a: Record<string, ModuleState>, b: Record<string, ModuleState>): boolean {
+  const ka = Object.keys(a).sort();
+  const kb = Object.keys(b).sort();
+  return ka.length === kb.length && ka.every((k, i) => k === kb[i] && a[k]!.specHash === b[k]!.specHash);
+}
+
+function stamp(states: Record<string, ModuleState>, revision: number): Record<string, ModuleState> {
+  return Object.fromEntries(Object.entries(states).map(([n, s]) => [n, { ...s, revision }]));
+}

@@ -1,0 +1,164 @@
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { InputError, KbError, UnknownModuleError, errorMessage } from '../../shared/errors/index.js';
+import type {
+  ListNodesResponse, NodeInfo, PlanRequest, PlanResponse, RolloutEvent, RolloutInfo, RolloutRequest, RolloutStatusRequest,
+  RolloutStatusResponse, RolloutUpdate,
+} from '../../proto/types.js';
+import type { ImageResolver } from '../images/resolve.js';
+import { getModule, MODULES } from '../modules/index.js';
+import type { PlanInputs } from '../modules/types.js';
+import { checkNodeFilter, computeDesired, diffNode } from '../planner.js';
+import { RolloutError, type RolloutEngine } from '../rollout/engine.js';
+import type { SessionRegistry } from '../sessions.js';
+import type { EventRecord, RolloutRecord, Store } from '../store/types.js';
+
+export interface ControlDeps {
+  store: Store;
+  sessions: SessionRegistry;
+  engine: RolloutEngine;
+  resolver: ImageResolver;
+  log: Logger;
+  inputs: () => PlanInputs;
+  /** A node is NotReady when nothing was heard from it for this long. */
+  notReadyAfterMs: number;
+  /** Authorizes a control call; throws a grpc error object to refuse. */
+  authorize: (call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) => void;
+}
+
+/** Maps kb errors to gRPC statuses with the error's own message (which names file/node/module). */
+export function toGrpcError(err: unknown): Partial<grpc.ServiceError> {
+  if (err && typeof err === 'object' && 'code' in err && typeof (err as { code: unknown }).code === 'number' && 'details' in err) {
+    return err as Partial<grpc.ServiceError>;
+  }
+  if (err instanceof InputError || err instanceof UnknownModuleError) return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
+  if (err instanceof RolloutError) return { code: grpc.status.FAILED_PRECONDITION, details: err.message };
+  if (err instanceof KbError) return { code: grpc.status.UNAVAILABLE, details: err.message };
+  return { code: grpc.status.INTERNAL, details: errorMessage(err) };
+}
+
+export function controlHandlers(deps: ControlDeps): grpc.UntypedServiceImplementation {
+  const unary = <Req, Res>(fn: (req: Req) => Promise<Res>) => (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
+    Promise.resolve()
+      .then(() => deps.authorize(call as grpc.ServerUnaryCall<unknown, unknown>))
+      .then(() => fn(call.request))
+      .then((res) => cb(null, res), (err: unknown) => {
+        deps.log.warn({ err: errorMessage(err) }, 'control call failed');
+        cb(toGrpcError(err));
+      });
+  };
+
+  return {
+    ListNodes: unary(async (): Promise<ListNodesResponse> => {
+      const inv = deps.inputs().inventory;
+      const records = await deps.store.listNodes();
+      const mods = await deps.store.listNodeModules();
+      const now = Date.now();
+      const nodes: NodeInfo[] = records.map((rec) => {
+        const s = deps.sessions.get(rec.name);
+        const server = inv.servers.find((x) => x.hostname === rec.name);
+        const lastSeen = s?.lastSeenMs ?? rec.lastSeenMs;
+        const status = s && now - s.lastSeenMs <= deps.notReadyAfterMs ? 'Ready' : 'NotReady';
+        const modules = s
+          ? [...s.health.values()].map((m) => ({ module: m.module, revision: m.revision, healthy: m.healthy && m.converged, summary: summary(m.checks) }))
+          : mods.filter((m) => m.node === rec.name).map((m) => ({ module: m.module, revision: m.revision, healthy: false, summary: 'stale: agent not connected' }));
+        return {
+          name: rec.name,
+          role: server?.role ?? '?',
+          subrole: server?.subrole ?? '',
+          ip: server?.privateIp ?? '',
+          status,
+          agentVersion: s?.agentVersion ?? rec.agentVersion,
+          modules,
+          facts: s?.facts ?? rec.facts,
+          lastSeenMs: lastSeen,
+          connected: Boolean(s),
+        };
+      });
+      return { nodes };
+    }),
+
+    Plan: unary(async (req: PlanRequest): Promise<PlanResponse> => {
+      const def = getModule(req.module);
+      const inputs = deps.inputs();
+      if (req.nodes.length) checkNodeFilter(def, inputs.inventory, req.nodes);
+      const desired = await computeDesired(def, inputs, deps.resolver);
+      const assignments = await deps.store.listAssignments({ module: def.name });
+      const reported = await deps.store.listNodeModules({ module: def.name });
+      const nodes = [];
+      for (const node of desired.order) {
+        if (req.nodes.length && !req.nodes.includes(node)) continue;
+        // The node's current state: what it reports, else what it was last assigned.
+        const rep = deps.sessions.get(node)?.health.get(def.name) ?? reported.find((x) => x.node === node);
+        const a = assignments.find((x) => x.node === node);
+        const revNo = rep?.revision || a?.revision;
+        const rev = revNo ? await deps.store.getRevision(def.name, revNo) : undefined;
+        const current = rev?.states[node];
+        nodes.push(diffNode(node, current, desired.states[node]!, Boolean(deps.sessions.get(node))));
+      }
+      return { module: def.name, nodes, images: desired.images };
+    }),
+
+    Rollout: (call: grpc.ServerWritableStream<RolloutRequest, RolloutUpdate>) => {
+      const req = call.request;
+      let unsubscribe = () => {};
+      const run = async () => {
+        deps.authorize(call as grpc.ServerWritableStream<unknown, unknown>);
+        const r = await deps.engine.start(req.module, {
+          maxParallel: req.maxParallel, healthyDeadlineMs: req.healthyDeadlineMs, minHealthyTimeMs: req.minHealthyTimeMs, undo: req.undo,
+        });
+        const seen = new Set<number>();
+        const send = (e: EventRecord) => {
+          if (seen.has(e.id)) return;
+          seen.add(e.id);
+          call.write({ event: toEvent(e) });
+        };
+        if (req.wait) {
+          unsubscribe = deps.engine.subscribe(r.id, (e) => send(e));
+        }
+        call.write({ info: toInfo(r) });
+        for (const e of await deps.store.listEvents(r.id)) send(e);
+        if (req.wait) await deps.engine.wait(r.id);
+        unsubscribe();
+        for (const e of await deps.store.listEvents(r.id)) send(e);
+        const final = (await deps.store.getRollout(r.id)) ?? r;
+        call.write({ info: toInfo(final) });
+        call.end();
+      };
+      call.on('cancelled', () => unsubscribe());
+      run().catch((err: unknown) => {
+        unsubscribe();
+        deps.log.warn({ err: errorMessage(err), module: req.module }, 'rollout refused');
+        call.emit('error', toGrpcError(err));
+      });
+    },
+
+    RolloutStatus: unary(async (req: RolloutStatusRequest): Promise<RolloutStatusResponse> => {
+      getModule(req.module);
+      const all = await deps.store.listRollouts({ module: req.module });
+      const last = all[all.length - 1];
+      if (!last) return { rollout: null, events: [] };
+      return { rollout: toInfo(last), events: req.events ? (await deps.store.listEvents(last.id)).map(toEvent) : [] };
+    }),
+  };
+}
+
+function summary(checks: { name: string; ok: boolean; observed: string }[]): string {
+  const bad = checks.filter((c) => !c.ok);
+  return bad.length ? bad.map((c) => `${c.name}: ${c.observed}`).join('; ') : `${checks.length} checks ok`;
+}
+
+export function toEvent(e: EventRecord): RolloutEvent {
+  return { id: e.id, rolloutId: e.rolloutId, atMs: e.atMs, node: e.node, kind: e.kind, message: e.message, check: e.check, observed: e.observed, revision: e.revision };
+}
+
+export function toInfo(r: RolloutRecord): RolloutInfo {
+  return {
+    id: r.id, module: r.module, revision: r.revision, fromRevision: r.fromRevision, state: r.state, error: r.error,
+    failedNode: r.failedNode, failedCheck: r.failedCheck, observed: r.observed,
+    nodes: r.nodes.map((n) => ({ node: n.node, state: n.phase, revision: r.revision, error: n.error })),
+    createdMs: r.createdMs, updatedMs: r.updatedMs, maxParallel: r.maxParallel,
+  };
+}
+
+export const KNOWN_MODULES = MODULES.map((m) => m.name);
