@@ -9,6 +9,7 @@ import { runChecks } from './health/index.js';
 import { containerStatuses, isConverged, reconcileModule, removeModule, type ReconcileContext } from './reconcile/index.js';
 import { AgentSession, type Backoff } from './session.js';
 import { DesiredStore, type DesiredFile } from './state.js';
+import { pausePoint } from './testing/pause.js';
 
 /** Public options of `kb-agent run`, with their defaults. */
 export interface AgentOptions {
@@ -144,6 +145,7 @@ export class Agent {
       if (!same) {
         this.desired = { version: 1, modules: { ...this.desired.modules, [state.module]: state } };
         this.desiredStore.save(this.desired);
+        await pausePoint('desired-saved', this.log);
       }
       this.session?.send({ ack: { module: state.module, revision: state.revision, specHash: state.specHash } });
       const result: ApplyResult = { module: state.module, revision: state.revision, specHash: state.specHash, ok: true, error: '', changed: false, actions: [] };
