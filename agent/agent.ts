@@ -71,6 +71,7 @@ export class Agent {
       hostRoot: opts.hostRoot ?? '/',
       sharedEngine: Boolean(opts.sharedEngine),
       log,
+      pause: (point) => pausePoint(point, log),
     };
     this.facts = new FactsCollector(opts.hostRoot ?? '/');
     this.heartbeatMs = opts.heartbeatIntervalMs ?? 5000;
