@@ -131,6 +131,7 @@ ensure_docker() {
       --exec-root "$EXEC_ROOT" \
       --pidfile "$DIR/dockerd.pid" \
       --storage-driver overlay2 \
+      --bridge=none --iptables=false \
       --log-level warn \
       >>"$DIR/dockerd.log" 2>&1 </dev/null 9>&- &
     dpid=$!

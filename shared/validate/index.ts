@@ -34,7 +34,8 @@ export const MODULE_VERSION_KEYS: readonly { module: string; role: string; subro
  * Reads and checks both files (a file that cannot be read is a problem on line 0), then, when
  * both were read, reports each key a hosted module needs but versions.yaml lacks, on line 1
  * of the versions file: "redis_image is missing (needed by redis-01, redis-02, redis-03)".
- * Problems are sorted by file, then line, then column; order is otherwise stable.
+ * Problems are grouped by file in argument order (inventory first, then versions), then
+ * sorted by line and column; order is otherwise stable.
  */
 export function validateFiles(input: ValidateInput): Problem[] {
   const problems: Problem[] = [];
@@ -51,8 +52,13 @@ export function validateFiles(input: ValidateInput): Problem[] {
     if (!r.problems.some((p) => p.line === 0)) versions = r.versions;
   }
   if (inventory && versions) problems.push(...crossCheck(inventory, versions));
+  const fileOrder = [input.inventoryFile, input.versionsFile];
+  const rank = (f: string) => {
+    const i = fileOrder.indexOf(f);
+    return i < 0 ? fileOrder.length : i;
+  };
   return problems.sort(
-    (a, b) => compare(a.file, b.file) || a.line - b.line || (a.column ?? 0) - (b.column ?? 0),
+    (a, b) => rank(a.file) - rank(b.file) || compare(a.file, b.file) || a.line - b.line || (a.column ?? 0) - (b.column ?? 0),
   );
 }
 

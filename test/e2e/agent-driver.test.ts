@@ -31,8 +31,9 @@ const RUN = randomBytes(3).toString('hex');
 const NODE = `t-${RUN}`; // the master's node
 const NODE2 = `t-${RUN}-2`; // the replica's node (same engine: sharedEngine=true)
 const NODE3 = `t-${RUN}-3`; // a node whose container name a foreign container holds
-const MASTER_IP = '127.0.1.41';
-const REPLICA_IP = '127.0.1.42';
+const SUBNET = process.env.KB_E2E_SUBNET ?? '127.0.1';
+const MASTER_IP = `${SUBNET}.41`;
+const REPLICA_IP = `${SUBNET}.42`;
 
 let tb: Testbed;
 let docker: Docker;

@@ -33,14 +33,14 @@ async function nothingApplied(): Promise<void> {
 describe('bad input is refused with a clear error and nothing is applied', () => {
   it('malformed servers.tsv: the coordinator refuses to start and names file:line', async () => {
     const bad = path.join(cluster.dir, 'bad-servers.tsv');
-    writeFileSync(bad, `${goodInventory}prod\t-\tredis-04\t127.0.1.300\n`);
+    writeFileSync(bad, `${goodInventory}prod\t-\tredis-04\t10.0.0.300\n`);
     const p = new Proc('bad-coordinator', process.execPath, [dist('kb-coordinator.cjs'), 'run', '--inventory', bad, '--versions', versions, '--data-dir', path.join(cluster.dir, 'bad'), '--listen', '127.0.0.1:0', '--plaintext'], path.join(cluster.dir, 'bad-coordinator.log'));
     expect(await p.exited).toBe(1);
     expect(p.log()).toContain(`${bad}:5: expected 12 columns, found 4`);
   });
 
   it('malformed servers.tsv edited under a running coordinator: plan and rollout refuse, naming file:line', async () => {
-    writeFileSync(cluster.inventoryFile, goodInventory.replace('127.0.1.3', '127.0.1.999'));
+    writeFileSync(cluster.inventoryFile, goodInventory.replace(REDIS_NODES[2]!.ip, '127.0.1.999'));
     try {
       for (const args of [['plan', 'redis'], ['rollout', 'redis']]) {
         const r = await cluster.kbctl(args);

@@ -36,7 +36,7 @@ async function redisSet(ip: string, key: string, value: string): Promise<void> {
 /** Every replica returns what was SET on the master. */
 async function expectReplication(tag: string): Promise<void> {
   const value = `${tag}-${Date.now()}`;
-  await redisSet('127.0.1.1', 'kb:e2e', value);
+  await redisSet(REDIS_NODES[0]!.ip, 'kb:e2e', value);
   for (const n of REDIS_NODES.slice(1)) {
     await waitFor(`${n.name} replicates ${value}`, async () => (await redisGet(n.ip, 'kb:e2e')) === value, 10_000);
   }

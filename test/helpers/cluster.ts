@@ -15,10 +15,16 @@ export interface KbctlResult { code: number; stdout: string; stderr: string; ms:
 /** One inventory row for a test inventory (ROLE/SUBROLE as in KEYBUZZ.md). */
 export interface TestNode { name: string; ip: string; role: string; subrole: string }
 
+/**
+ * Loopback /24 the e2e nodes live in (default 127.0.1). Set KB_E2E_SUBNET to run two
+ * checkouts' suites side by side (each with its own test bed engine) without port clashes.
+ */
+export const SUBNET = process.env.KB_E2E_SUBNET ?? '127.0.1';
+
 export const REDIS_NODES: TestNode[] = [
-  { name: 'redis-01', ip: '127.0.1.1', role: 'redis', subrole: 'master' },
-  { name: 'redis-02', ip: '127.0.1.2', role: 'redis', subrole: 'replica' },
-  { name: 'redis-03', ip: '127.0.1.3', role: 'redis', subrole: 'replica' },
+  { name: 'redis-01', ip: `${SUBNET}.1`, role: 'redis', subrole: 'master' },
+  { name: 'redis-02', ip: `${SUBNET}.2`, role: 'redis', subrole: 'replica' },
+  { name: 'redis-03', ip: `${SUBNET}.3`, role: 'redis', subrole: 'replica' },
 ];
 
 export function inventoryText(nodes: TestNode[]): string {

@@ -7,7 +7,12 @@ import { fileURLToPath } from 'node:url';
 // import across agent/ <-> coordinator/ are errors. Uses real project files as the
 // type-aware context (the text is linted in their place, nothing is written).
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const eslint = new ESLint({ cwd: root });
+// typescript-eslint switches to "single run" mode when CI is set and then lints the file on
+// disk instead of the given text: turn that inference off for this test.
+const eslint = new ESLint({
+  cwd: root,
+  overrideConfig: { languageOptions: { parserOptions: { disallowAutomaticSingleRunInference: true } } },
+});
 
 async function ruleIds(file: string, text: string): Promise<string[]> {
   const [result] = await eslint.lintText(text, { filePath: path.join(root, file) });
