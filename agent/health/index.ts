@@ -39,16 +39,26 @@ export function runningCheckName(container: string): string {
  */
 export async function runChecks(ctx: HealthContext, state: ModuleState): Promise<CheckResult[]> {
   const containers = (await ctx.driver.list(ctx.node)).filter((c) => c.module === state.module);
-  const running: CheckResult[] = byOrder(state.containers).map((spec) => {
+  const running: CheckResult[] = await Promise.all(byOrder(state.containers).map(async (spec) => {
     const c = findContainer(ctx, containers, spec.name);
-    return { name: runningCheckName(spec.name), ok: c?.state === 'running', observed: c ? c.state : 'missing' };
-  });
+    if (!c) return { name: runningCheckName(spec.name), ok: false, observed: 'missing' };
+    if (c.state === 'running') return { name: runningCheckName(spec.name), ok: true, observed: 'running' };
+    // Not running: the container's last log line usually says why (a bad flag, a port in use).
+    const last = await Promise.resolve().then(() => ctx.driver.logs(c.id, 5)).then(lastLogLine, () => '');
+    return { name: runningCheckName(spec.name), ok: false, observed: last ? `${c.state}; last log: ${last}` : c.state };
+  }));
   const own = await Promise.all(state.healthChecks.map(async (check): Promise<CheckResult> => {
     const o = await runOne(check, (fn, timeoutMs) => fn({ ctx, state, check, containers, timeoutMs }));
     if (!o.ok) ctx.log.debug({ node: ctx.node, module: state.module, check: check.name, observed: o.observed }, 'check failed');
     return { name: check.name, ...o };
   }));
   return [...running, ...own];
+}
+
+function lastLogLine(text: string): string {
+  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  const line = lines[lines.length - 1] ?? '';
+  return line.length > 200 ? `${line.slice(0, 200)}...` : line;
 }
 
 async function runOne(check: HealthCheck, call: (fn: CheckFn, timeoutMs: number) => Promise<Outcome>): Promise<Outcome> {

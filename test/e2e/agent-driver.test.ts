@@ -98,6 +98,11 @@ async function pushStream(stream: NodeJS.ReadableStream): Promise<void> {
   }));
 }
 
+async function pullImage(ref: string): Promise<void> {
+  const stream = await docker.pull(ref);
+  await new Promise<void>((resolve, reject) => docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve())));
+}
+
 beforeAll(async () => {
   await waitFor('the test bed (.testbed/env)', () => existsSync(join(process.cwd(), '.testbed/env')), 170_000, 1000);
   tb = loadTestbed();
@@ -110,6 +115,10 @@ beforeAll(async () => {
   }, 170_000, 500);
   hostRoot = await mkdtemp(join(tmpdir(), `kb-e2e-driver-${RUN}-`));
   pinned = { redis1: await pin(tb.images.redis1), redis2: await pin(tb.images.redis2), busybox: await pin(tb.images.busybox) };
+  // A fresh engine (CI) has no image yet: make the images these tests use by tag or by
+  // digest present up front, so that their assertions do not depend on which test ran first.
+  for (const ref of [tb.images.busybox, tb.images.redis1, tb.images.redis2]) await pullImage(ref);
+  for (const ref of [pinned.redis1, pinned.redis2, pinned.busybox]) await pullImage(ref.replace(/:[^:/@]+@/, '@'));
   unsubscribe = driver.events((e) => events.push(e));
 });
 

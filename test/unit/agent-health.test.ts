@@ -16,11 +16,12 @@ function managed(logicalName: string, state: ManagedContainer['state'], node = '
   };
 }
 
-/** Only list() and exec() matter to health checks; everything else fails loudly. */
+/** Only list(), exec() and logs() matter to health checks; everything else fails loudly. */
 function stubDriver(containers: ManagedContainer[], exec: ContainerDriver['exec']): ContainerDriver {
   const no = (): never => { throw new Error('not used by health checks'); };
   return {
-    ping: no, ensureImage: no, create: no, start: no, stop: no, remove: no, inspect: no, logs: no, events: no,
+    ping: no, ensureImage: no, create: no, start: no, stop: no, remove: no, inspect: no, events: no,
+    logs: async () => 'starting\n*** FATAL CONFIG FILE ERROR: Bad directive or wrong number of arguments\n',
     list: async () => containers, exec,
   };
 }
@@ -64,11 +65,11 @@ describe('runChecks', () => {
     node: 'n1', sharedEngine: true, log: pino({ level: 'silent' }), driver: stubDriver(containers, exec),
   });
 
-  it('adds one "container <name> running" check per container, observed = engine state', async () => {
+  it('adds one "container <name> running" check per container, observed = engine state (+ last log line when down)', async () => {
     const res = await runChecks(ctx([managed('redis', 'running'), managed('redis-sentinel', 'exited')]), moduleState({}));
     expect(res).toEqual([
       { name: 'container redis running', ok: true, observed: 'running' },
-      { name: 'container redis-sentinel running', ok: false, observed: 'exited' },
+      { name: 'container redis-sentinel running', ok: false, observed: 'exited; last log: *** FATAL CONFIG FILE ERROR: Bad directive or wrong number of arguments' },
     ]);
     const none = await runChecks(ctx([]), moduleState({}));
     expect(none.map((r) => r.observed)).toEqual(['missing', 'missing']);

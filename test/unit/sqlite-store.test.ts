@@ -1,0 +1,38 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { SqliteStore } from '../../coordinator/store/sqlite.js';
+import type { RolloutRecord } from '../../coordinator/store/types.js';
+
+describe('SqliteStore', () => {
+  it('keeps nodes, revisions (with file contents), rollouts and ordered events across a reopen', async () => {
+    const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-store-')), 'kb.db');
+    const a = new SqliteStore(file);
+    await a.upsertNode({ name: 'redis-01', agentVersion: '0.1.0', firstSeenMs: 1, lastSeenMs: 2, facts: null });
+    await a.putRevision({
+      module: 'redis', revision: 1, createdMs: 5, images: { redis: 'r@sha256:1' }, healthyMs: null, sourceRevision: null,
+      states: { 'redis-01': { module: 'redis', revision: 1, specHash: 'h', containers: [], files: [{ path: '/etc/x', mode: 0o600, content: Buffer.from('bytes\u0000') }], healthChecks: [] } },
+    });
+    const r: RolloutRecord = {
+      id: 'redis-1-x', module: 'redis', revision: 1, fromRevision: 0, state: 'running', maxParallel: 1, healthyDeadlineMs: 1, minHealthyTimeMs: 1,
+      nodes: [{ node: 'redis-01', phase: 'applying', error: '' }], error: '', failedNode: '', failedCheck: '', observed: '', createdMs: 1, updatedMs: 1,
+    };
+    await a.putRollout(r);
+    const e1 = await a.appendEvent({ rolloutId: r.id, atMs: 1, node: 'redis-01', kind: 'node-apply', message: 'm', check: '', observed: '', revision: 1 });
+    const e2 = await a.appendEvent({ rolloutId: r.id, atMs: 2, node: 'redis-01', kind: 'node-healthy', message: 'm', check: '', observed: '', revision: 1 });
+    expect(e2.id).toBeGreaterThan(e1.id);
+    await a.close();
+
+    const b = new SqliteStore(file);
+    expect((await b.getNode('redis-01'))?.agentVersion).toBe('0.1.0');
+    const rev = await b.getRevision('redis', 1);
+    expect(Buffer.isBuffer(rev!.states['redis-01']!.files[0]!.content)).toBe(true);
+    expect(rev!.states['redis-01']!.files[0]!.content.toString()).toBe('bytes\u0000');
+    expect((await b.listRollouts({ state: 'running' })).map((x) => x.id)).toEqual(['redis-1-x']);
+    expect((await b.listEvents(r.id)).map((e) => e.kind)).toEqual(['node-apply', 'node-healthy']);
+    await b.markRevisionHealthy('redis', 1, 9);
+    expect((await b.latestRevision('redis'))!.healthyMs).toBe(9);
+    await b.close();
+  });
+});
