@@ -1,4 +1,4 @@
-import { copyFileSync, writeFileSync, readFileSync } from 'node:fs';
+import { writeFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,9 +13,7 @@ let goodInventory: string;
 
 beforeAll(async () => {
   cluster = new Cluster();
-  versions = path.join(cluster.dir, 'versions.yaml');
-  copyFileSync(cluster.tb.versionsFile, versions);
-  cluster.versionsFile = versions;
+  versions = cluster.versionsFile;
   goodInventory = readFileSync(cluster.inventoryFile, 'utf8');
   await cluster.start();
 });
@@ -61,7 +59,7 @@ describe('bad input is refused with a clear error and nothing is applied', () =>
       expect(r.stderr).toContain(`${versions}:1: redis_image: 'latest' is not a pinned version`);
       await nothingApplied();
     } finally {
-      copyFileSync(cluster.tb.versionsFile, versions);
+      cluster.useVersions('original');
     }
   });
 

@@ -1,5 +1,4 @@
-import { copyFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, FAST_REDIS_SETTINGS, REDIS_NODES } from '../helpers/cluster.js';
@@ -11,7 +10,6 @@ import { registryDigest } from '../helpers/registry.js';
 
 const GATE = ['--min-healthy-time', '1s', '--healthy-deadline', '60s'];
 let cluster: Cluster;
-let versions: string;
 
 async function redisGet(ip: string, key: string): Promise<string | null> {
   const r = new Redis({ host: ip, port: 6379, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
@@ -54,9 +52,6 @@ async function digestsOnNodes(): Promise<Record<string, string[]>> {
 
 beforeAll(async () => {
   cluster = new Cluster();
-  versions = path.join(cluster.dir, 'versions.yaml');
-  copyFileSync(cluster.tb.versionsFile, versions);
-  cluster.versionsFile = versions;
   await cluster.start();
 });
 
@@ -104,7 +99,7 @@ describe('core rollout on the real engine', () => {
   });
 
   it('a version bump is a rolling update: never more than max_parallel nodes unhealthy, replication works after', async () => {
-    copyFileSync(cluster.tb.versionsBumpFile, versions);
+    cluster.useVersions('bump');
     const plan = await cluster.kbctl(['plan', 'redis']);
     expect(plan.stdout).toMatch(/replace\s+redis\s+image .*7\.0-kb1@sha256.* -> .*7\.0-kb2@sha256/);
     const r = await cluster.kbctl(['rollout', 'redis', '--max-parallel', '1', ...GATE]);

@@ -1,4 +1,4 @@
-import { copyFileSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, REDIS_NODES } from '../helpers/cluster.js';
@@ -10,15 +10,11 @@ import { registryDigest } from '../helpers/registry.js';
 
 const GATE = ['--min-healthy-time', '1s', '--healthy-deadline', '60s'];
 let cluster: Cluster;
-let versions: string;
 let bystanderId: string;
 let bystanderStarted: string;
 
 beforeAll(async () => {
   cluster = new Cluster();
-  versions = path.join(cluster.dir, 'versions.yaml');
-  copyFileSync(cluster.tb.versionsFile, versions);
-  cluster.versionsFile = versions;
   await cluster.start();
   // A container kb does not manage, on the same engine: it must be untouched throughout.
   const old = await cluster.docker.listContainers({ all: true, filters: { name: ['kb-e2e-bystander'] } });
@@ -56,7 +52,7 @@ function agentAppliedRevisions(node: string): number[] {
 
 describe('resilience on the real engine', () => {
   it('kill -9 of the coordinator mid-rollout: a restart resumes and completes it, no node applies a revision twice', async () => {
-    copyFileSync(cluster.tb.versionsBumpFile, versions);
+    cluster.useVersions('bump');
     const detached = await cluster.kbctl(['rollout', 'redis', '--detach', ...GATE]);
     expect(detached.code).toBe(0);
     // Wait until the first node is done and the second is in flight, then kill -9.
@@ -89,7 +85,7 @@ describe('resilience on the real engine', () => {
     await cluster.agents.get('redis-01')!.kill('SIGKILL');
     const paused = await cluster.startAgent('redis-01', { KB_TEST_PAUSE: 'container-removed:30000' });
     await cluster.waitReady(['redis-01']);
-    copyFileSync(cluster.tb.versionsFile, versions);
+    cluster.useVersions('original');
     const detached = await cluster.kbctl(['rollout', 'redis', '--detach', ...GATE]);
     expect(detached.code).toBe(0);
     await waitFor('redis-01 paused mid-apply', () => paused.log().includes('test pause point container-removed'), 30_000, 20);

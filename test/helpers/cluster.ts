@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,7 +55,8 @@ export class Cluster {
   readonly tb: Testbed;
   readonly docker: Docker;
   readonly inventoryFile: string;
-  versionsFile: string;
+  /** The cluster's own copy of the test bed versions file: tests edit it to bump versions. */
+  readonly versionsFile: string;
   readonly settingsFile: string;
   port = 0;
   coordinator: Proc | undefined;
@@ -71,7 +72,8 @@ export class Cluster {
     this.nodes = opts.nodes ?? REDIS_NODES;
     this.inventoryFile = path.join(this.dir, 'servers.tsv');
     writeFileSync(this.inventoryFile, inventoryText(this.nodes));
-    this.versionsFile = this.tb.versionsFile;
+    this.versionsFile = path.join(this.dir, 'versions.yaml');
+    copyFileSync(this.tb.versionsFile, this.versionsFile);
     this.settingsFile = path.join(this.dir, 'modules.yaml');
     writeFileSync(this.settingsFile, opts.settings ?? FAST_REDIS_SETTINGS);
     this.heartbeatMs = opts.heartbeatMs ?? 500;
@@ -152,6 +154,11 @@ export class Cluster {
     const r = await this.kbctl(['-o', 'json', 'rollout', 'status', module, '--events']);
     if (r.code !== 0 && r.code !== 1) throw new Error(`rollout status failed: ${r.stderr}`);
     return JSON.parse(r.stdout);
+  }
+
+  /** Points the cluster's versions file at the test bed's bumped (kb2) or original (kb1) images. */
+  useVersions(which: 'bump' | 'original'): void {
+    copyFileSync(which === 'bump' ? this.tb.versionsBumpFile : this.tb.versionsFile, this.versionsFile);
   }
 
   async cleanContainers(): Promise<void> {
