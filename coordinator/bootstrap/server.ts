@@ -86,6 +86,7 @@ export class BootstrapServer {
 
   private async enroll(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const source = req.socket.remoteAddress ?? 'unknown';
+    this.deps.log.info({ source }, 'enrollment request');
     let body: { token?: unknown; csr?: unknown };
     try {
       body = JSON.parse((await readBody(req, MAX_ENROLL_BODY_BYTES)).toString('utf8')) as typeof body;

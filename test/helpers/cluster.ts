@@ -85,7 +85,8 @@ export class Cluster {
   readonly dataDir: string;
   private readonly heartbeatMs: number;
   private readonly healthIntervalMs: number;
-  private readonly coordinatorArgs: string[];
+  /** Extra `kb-coordinator run` arguments (later ones win). */
+  readonly coordinatorArgs: string[];
   private joinToken: { token: string; left: number } | undefined;
 
   constructor(opts: ClusterOptions = {}) {
