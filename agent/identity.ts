@@ -52,9 +52,10 @@ export function keyMatchesCert(keyPem: string, certPem: string): boolean {
 
 /**
  * Whether the identity in `dir` can be used by `node` now: present, a node certificate for
- * that node, issued by the stored CA, matching the key, and valid for at least `marginMs`.
+ * that node, issued by the stored CA, matching the key, and not expired (a certificate
+ * close to its end is still usable: the renewer renews it at once).
  */
-export function checkIdentity(dir: string, node: string, now = Date.now(), marginMs = 60_000): { ok: true; identity: Identity } | { ok: false; reason: string } {
+export function checkIdentity(dir: string, node: string, now = Date.now(), marginMs = 0): { ok: true; identity: Identity } | { ok: false; reason: string } {
   let id: Identity | undefined;
   try {
     id = loadIdentity(dir);

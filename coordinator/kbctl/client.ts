@@ -100,7 +100,8 @@ function isLoopbackHost(host: string): boolean {
 
 function describe(err: grpc.ServiceError, plaintext: boolean): string {
   if (err.code === grpc.status.UNAVAILABLE) {
-    const hint = plaintext
+    const refused = /ECONNREFUSED/.test(err.details);
+    const hint = refused ? '' : plaintext
       ? ' (a plaintext client cannot talk to a coordinator serving mTLS: drop --plaintext and use the admin credential)'
       : /certificate|handshake|SSL|TLS|alert/i.test(err.details) ? ' (TLS handshake failed: is this credential from this coordinator\'s `kb-coordinator init`?)' : '';
     return `coordinator unavailable: ${err.details}${hint}`;
