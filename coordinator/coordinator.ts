@@ -217,6 +217,7 @@ export class Coordinator {
         store: this.store, tokens: this.tokens, pki, inventory: () => this.inputs.lastGood().inventory, nodeCertTtlMs: c.nodeCertTtlMs,
         limiter: new RateLimiter(c.enrollBurst, c.enrollPerMinute), log: this.log,
         onReenrolled: (node) => this.sessions.get(node)?.close('node enrolled again: its previous certificate is revoked'),
+        isConnected: (node) => Boolean(this.sessions.get(node)),
       });
       let agentSha256 = '';
       if (c.agentBinary && existsSync(c.agentBinary)) agentSha256 = await sha256File(c.agentBinary);
@@ -235,6 +236,7 @@ export class Coordinator {
       }, 1000);
     }
     this.log.info({ listen: joinHostPort(c.listenHost, this.port), plaintext: c.plaintext, bootstrap: this.bootstrap ? this.bootstrapUrl() : undefined }, 'coordinator serving');
+    if (c.plaintext) this.log.warn('plaintext mode: no TLS, no identities, no enrollment (development on loopback only)');
     await this.engine.resumeAll();
   }
 

@@ -33,6 +33,8 @@ export interface EnrollerDeps {
   log: Logger;
   /** Called after a node enrolled again: its previous certificate is revoked, close its session. */
   onReenrolled: (node: string) => void;
+  /** Whether the node has a live session now (a connected node is only taken over with a token bound to it). */
+  isConnected: (node: string) => boolean;
 }
 
 /**
@@ -73,6 +75,12 @@ export class Enroller {
       }
       this.checkInventory(node, source);
       const previous = await this.deps.store.getNodeIdentity(node);
+      if (previous && !token.node && this.deps.isConnected(node)) {
+        // A duplicate hostname, or a leaked token used to take over a live node: re-provisioning
+        // a node that is still connected needs a token made for it.
+        this.deps.log.warn({ source, node, tokenId: token.id }, 'enrollment refused: node connected');
+        throw new EnrollError(403, `node "${node}" is enrolled and connected: to re-provision it, use a token bound to it (kbctl token create --node ${node})`);
+      }
       const issued = await this.issue(node, csr.publicKey);
       await this.deps.tokens.consume(token, node);
       const now = Date.now();

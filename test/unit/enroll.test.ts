@@ -21,6 +21,7 @@ let pki: Pki;
 let tokens: Tokens;
 let enroller: Enroller;
 let reenrolled: string[];
+let connected: Set<string>;
 
 async function csr(node: string): Promise<string> {
   return createCsr(node, await generateKeyPair());
@@ -37,7 +38,11 @@ beforeEach(async () => {
   pki = (await ensurePki(dir, ['127.0.0.1'])).pki;
   tokens = new Tokens(store, () => pki.caPin);
   reenrolled = [];
-  enroller = new Enroller({ store, tokens, pki, inventory: () => inventory, nodeCertTtlMs: 60_000, limiter: new RateLimiter(100, 100), log, onReenrolled: (n) => reenrolled.push(n) });
+  connected = new Set();
+  enroller = new Enroller({
+    store, tokens, pki, inventory: () => inventory, nodeCertTtlMs: 60_000, limiter: new RateLimiter(100, 100), log,
+    onReenrolled: (n) => reenrolled.push(n), isConnected: (n) => connected.has(n),
+  });
 });
 
 afterEach(async () => {
@@ -116,6 +121,18 @@ describe('enrollment', () => {
     await expect(auth.node(authCall(first.certificatePem))).rejects.toMatchObject({ code: 7, details: expect.stringContaining(`certificate ${first.serial} of node "redis-01" is revoked`) });
     await expect(auth.node(authCall(renewed.certificatePem))).rejects.toMatchObject({ code: 7 });
     expect((await auth.node(authCall(second.certificatePem)))?.serial).toBe(second.serial);
+  });
+
+  it('a connected node is taken over only with a token bound to it (duplicate hostname, leaked token)', async () => {
+    const any = await tokens.create({ ttlMs: 3_600_000, uses: 3, node: '', description: '' });
+    await enroller.enroll({ token: any.token, csrPem: await csr('redis-01') }, 'a');
+    connected.add('redis-01');
+    await expect(enroller.enroll({ token: any.token, csrPem: await csr('redis-01') }, 'b'))
+      .rejects.toThrow('node "redis-01" is enrolled and connected: to re-provision it, use a token bound to it (kbctl token create --node redis-01)');
+    const bound = await tokens.create({ ttlMs: 3_600_000, uses: 1, node: 'redis-01', description: '' });
+    await expect(enroller.enroll({ token: bound.token, csrPem: await csr('redis-01') }, 'b')).resolves.toMatchObject({ node: 'redis-01' });
+    connected.clear();
+    await expect(enroller.enroll({ token: any.token, csrPem: await csr('redis-01') }, 'c')).resolves.toMatchObject({ node: 'redis-01' });
   });
 
   it('renewal refuses a CSR for another node', async () => {
