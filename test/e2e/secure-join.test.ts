@@ -98,6 +98,31 @@ afterAll(async () => {
 });
 
 describe('adding a server with one line, over mTLS', () => {
+  it('kb-coordinator init made the CA, serving certificate and admin credential with private keys 0600, and re-running it keeps them', async () => {
+    const pki = path.join(cluster.dataDir, 'pki');
+    for (const f of ['ca.key', 'server.key']) expect(mode(path.join(pki, f)), f).toBe('600');
+    expect(mode(cluster.configFile)).toBe('600');
+    const before = ['ca.crt', 'ca.key', 'server.crt', 'server.key'].map((f) => readFileSync(path.join(pki, f), 'utf8'));
+    const admin = readFileSync(cluster.configFile, 'utf8');
+    const again = await cluster.init();
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain('kept CA');
+    expect(again.stdout).toContain('kept admin credential');
+    expect(['ca.crt', 'ca.key', 'server.crt', 'server.key'].map((f) => readFileSync(path.join(pki, f), 'utf8'))).toEqual(before);
+    expect(readFileSync(cluster.configFile, 'utf8')).toBe(admin);
+    expect(certInfo(readFileSync(path.join(pki, 'server.crt'))).sans).toContain('127.0.0.1');
+    // The bootstrap listener publishes the agent's checksum and the CA (neither is secret).
+    const get = (p: string) => new Promise<string>((resolve, reject) => {
+      https.get(`${cluster.bootstrapUrl}${p}`, { rejectUnauthorized: false }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => { body += c.toString(); });
+        res.on('end', () => resolve(body));
+      }).on('error', reject);
+    });
+    expect(await get('/kb-agent.sha256')).toBe(`${createHash('sha256').update(readFileSync(served)).digest('hex')}  kb-agent\n`);
+    expect(await get('/ca.crt')).toBe(before[0]);
+  });
+
   it('the printed command turns a bare host into a Ready node: key made there (0600), unit, env file, certificate for its name', async () => {
     const tok = await cluster.createToken(['--node', 'redis-03']);
     installToken3 = tok.installCommand;
