@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { kbV1, SERVER_OPTIONS } from '../proto/index.js';
 import { KbError } from '../shared/errors/index.js';
 import { RegistryResolver, type ImageResolver } from './images/resolve.js';
+import { Drills } from './drill/index.js';
 import { Inputs, type InputFiles } from './inputs.js';
 import { RolloutEngine } from './rollout/engine.js';
 import { agentSessionHandler } from './server/agent-service.js';
@@ -86,6 +87,7 @@ export class Coordinator {
   readonly sessions = new SessionRegistry();
   readonly engine: RolloutEngine;
   readonly inputs: Inputs;
+  readonly drills: Drills;
   private readonly server = new grpc.Server(SERVER_OPTIONS);
   private readonly resolver: ImageResolver;
   port = 0;
@@ -95,6 +97,7 @@ export class Coordinator {
     this.store = deps.store ?? new SqliteStore(path.join(config.dataDir, 'kb.db'));
     this.resolver = deps.resolver ?? new RegistryResolver();
     this.engine = new RolloutEngine({ store: this.store, sessions: this.sessions, resolver: this.resolver, log, inputs: () => this.inputs.current() });
+    this.drills = new Drills({ sessions: this.sessions, store: this.store, log, inputs: () => this.inputs.current() });
     const v1 = kbV1();
     this.server.addService(v1.AgentService.service, {
       Session: agentSessionHandler({
@@ -111,6 +114,7 @@ export class Coordinator {
       store: this.store,
       sessions: this.sessions,
       engine: this.engine,
+      drills: this.drills,
       resolver: this.resolver,
       log,
       inputs: () => this.inputs.current(),

@@ -173,3 +173,6 @@ export interface DrillReport {
   firstAckNewAtMs: number; lastAckOldAtMs: number; returnedToOld: boolean;
 }
 export interface DrillUpdate { msg?: 'event' | 'report'; event?: DrillEvent; report?: DrillReport }
+export interface HealthRequest { module: string }
+export interface NodeHealth { node: string; connected: boolean; modules: ModuleHealth[]; observedAtMs: number }
+export interface HealthResponse { nodes: NodeHealth[] }

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { CHANNEL_OPTIONS, kbV1 } from '../../proto/index.js';
 import type {
-  ListNodesResponse, PlanRequest, PlanResponse, RolloutRequest, RolloutStatusRequest, RolloutStatusResponse, RolloutUpdate,
+  DrillRequest, DrillUpdate, HealthRequest, HealthResponse, ListNodesResponse, PlanRequest, PlanResponse, RolloutRequest, RolloutStatusRequest, RolloutStatusResponse, RolloutUpdate,
 } from '../../proto/types.js';
 import { KbError } from '../../shared/errors/index.js';
 
@@ -36,6 +36,10 @@ export class ControlClient {
     return this.unary('ListNodes', {});
   }
 
+  health(req: HealthRequest): Promise<HealthResponse> {
+    return this.unary('Health', req);
+  }
+
   plan(req: PlanRequest): Promise<PlanResponse> {
     return this.unary('Plan', req);
   }
@@ -48,6 +52,16 @@ export class ControlClient {
   rollout(req: RolloutRequest, onUpdate: (u: RolloutUpdate) => void): Promise<void> {
     return new Promise((resolve, reject) => {
       const call = this.client.Rollout(req) as grpc.ClientReadableStream<RolloutUpdate>;
+      call.on('data', onUpdate);
+      call.on('error', (err: grpc.ServiceError) => reject(new ControlError(err.code, describe(err))));
+      call.on('end', () => resolve());
+    });
+  }
+
+  /** Streams a drill's events and final report to `onUpdate`; resolves when the coordinator ends the stream. */
+  drill(req: DrillRequest, onUpdate: (u: DrillUpdate) => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const call = this.client.Drill(req) as grpc.ClientReadableStream<DrillUpdate>;
       call.on('data', onUpdate);
       call.on('error', (err: grpc.ServiceError) => reject(new ControlError(err.code, describe(err))));
       call.on('end', () => resolve());
