@@ -78,6 +78,39 @@ export const SENTINEL_START_SCRIPT = [
   `exec redis-server ${SENTINEL_MOUNT}/sentinel.conf --sentinel`,
 ].join('\n');
 
+/**
+ * The redis container's start script (`/bin/sh -c SCRIPT redis-server ARGS...`). Before
+ * starting redis-server with ARGS, it asks every Sentinel (in parallel, 2 s each at most)
+ * which master they know: when a majority (KB_SENTINEL_MAJORITY) names another node, Redis
+ * starts as its replica; when they name this node (KB_SELF), as a master; without a
+ * majority (first install, every Sentinel down) as the inventory says (KB_DEFAULT_MASTER:
+ * empty on the SUBROLE=master node, else its address). So a node restarted after a
+ * failover rejoins as a replica at once, instead of coming back as a master with stale
+ * data (demoted by Sentinel ~8 s later) or as a replica of a former master (fixed by
+ * Sentinel only after failover-timeout). See docs/adr/0006-redis-master-follower.md.
+ */
+export const REDIS_START_SCRIPT = [
+  'tmp="$(mktemp -d)"',
+  'i=0',
+  'for s in $KB_SENTINELS; do',
+  '  i=$((i+1))',
+  '  (timeout 2 redis-cli -h "${s%:*}" -p "${s##*:}" --raw SENTINEL get-master-addr-by-name "$KB_MASTER_NAME" 2>/dev/null | paste -sd: - > "$tmp/$i") &',
+  'done',
+  'wait',
+  'best="$(cat "$tmp"/* 2>/dev/null | grep -E "^[^ :]+:[0-9]+\\$" | sort | uniq -c | sort -rn | head -n1)"',
+  'rm -rf "$tmp"',
+  'votes="$(echo $best | cut -d" " -f1)"',
+  'master="$(echo $best | cut -d" " -f2)"',
+  'if [ -n "$votes" ] && [ "$votes" -ge "$KB_SENTINEL_MAJORITY" ]; then',
+  '  echo "kb: $votes Sentinels name $master master" >&2',
+  'else',
+  '  master="${KB_DEFAULT_MASTER:-$KB_SELF}"',
+  '  echo "kb: no Sentinel majority; the inventory names ${master} master" >&2',
+  'fi',
+  'if [ "$master" = "$KB_SELF" ]; then exec "$0" "$@"; fi',
+  'exec "$0" "$@" --replicaof "${master%:*}" "${master##*:}"',
+].join('\n');
+
 export function redisMasters(inv: Inventory): Server[] {
   return serversByRole(inv, 'redis', 'master');
 }
@@ -192,11 +225,11 @@ export const redisModule: ModuleDefinition<RedisSettings> = {
       '--replica-announce-ip', node.privateIp,
       '--appendonly', 'yes',
       '--maxmemory-policy', s.maxmemory_policy,
-      ...(isMaster ? [] : ['--replicaof', master.privateIp, String(settings.port)]),
       ...s.extra_args,
     ];
     const template = sentinelTemplate(node, master, s);
     const topo = redisTopology(inventory, settings);
+    const majority = Math.floor(topo.sentinels.length / 2) + 1;
     const localSentinel = `${node.privateIp}:${s.sentinel_port}`;
     return {
       module: 'redis',
@@ -204,7 +237,16 @@ export const redisModule: ModuleDefinition<RedisSettings> = {
         container({
           name: 'redis',
           image: images.redis!,
-          args,
+          entrypoint: '/bin/sh',
+          // $0 = redis-server, "$@" = its arguments; the script adds --replicaof (see REDIS_START_SCRIPT).
+          args: ['-c', REDIS_START_SCRIPT, 'redis-server', ...args],
+          env: {
+            KB_SELF: `${node.privateIp}:${s.port}`,
+            KB_DEFAULT_MASTER: isMaster ? '' : `${master.privateIp}:${settings.port}`,
+            KB_SENTINELS: topo.sentinels.map((x) => `${x.host}:${x.port}`).join(' '),
+            KB_MASTER_NAME: s.master_name,
+            KB_SENTINEL_MAJORITY: String(majority),
+          },
           volumes: [{ hostPath: s.data_dir, containerPath: '/data', readOnly: false }],
           restartPolicy: 'unless-stopped',
           order: 1,
