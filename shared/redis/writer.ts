@@ -25,6 +25,11 @@ export interface AckWriterOptions {
   reconnectDelayMs?: number;
   /** Keys expire after this many seconds, so an interrupted run leaves nothing behind for long. Default 3600. */
   ttlS?: number;
+  /**
+   * Open a new connection after this long (0: keep one connection as long as it works).
+   * Short-lived clients are what a proxy balancing between two "masters" splits. Default 0.
+   */
+  reconnectEveryMs?: number;
   /** Called on each new connection with the server it reached. */
   onConnect?: (server: string, atMs: number) => void;
 }
@@ -48,6 +53,7 @@ export class AckWriter {
   private loop: Promise<void> | undefined;
   private client: Redis | undefined;
   private server = '';
+  private connectedAt = 0;
   private seq = 0;
   private readonly waiters = new Set<() => void>();
 
@@ -102,6 +108,11 @@ export class AckWriter {
     const ttl = this.opts.ttlS ?? 3600;
     while (this.running) {
       const started = Date.now();
+      const every = this.opts.reconnectEveryMs ?? 0;
+      if (this.client && every > 0 && started - this.connectedAt >= every) {
+        this.client.disconnect();
+        this.client = undefined;
+      }
       if (!this.client) {
         try {
           await this.connect(timeout);
@@ -143,6 +154,7 @@ export class AckWriter {
       if (!laddr) throw new Error(`CLIENT INFO has no laddr: ${info.slice(0, 80)}`);
       this.server = laddr;
       this.client = c;
+      this.connectedAt = Date.now();
       this.opts.onConnect?.(laddr, Date.now());
     } catch (err) {
       c.disconnect();

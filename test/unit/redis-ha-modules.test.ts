@@ -101,7 +101,7 @@ describe('haproxy module', () => {
     const backend = cfg.slice(cfg.indexOf('backend be_redis_master'), cfg.indexOf('listen stats'));
     expect(backend.split('\n').filter((l) => /^\s+server\s/.test(l))).toEqual(['    server redis-master redis-master.kb.invalid:6379 init-addr last,192.0.2.1 disabled']);
     expect(backend).toContain('    option redispatch 1\n');
-    expect(backend).toContain('    timeout connect 200ms\n');
+    expect(backend).toContain('    timeout connect 100ms\n');
     const c = st.containers[0]!;
     expect(c).toMatchObject({ name: 'haproxy', image: `haproxy:2.8.5@sha256:${'a'.repeat(64)}`, networkMode: 'host', args: ['-f', '/usr/local/etc/haproxy/haproxy.cfg'] });
     expect(c.env.KB_CONFIG_SHA256).toBe(sha256Hex(cfg));
