@@ -15,7 +15,8 @@
  *     routed back to the old master would be seen;
  *  6. counts the acknowledged writes missing on the master (RPO), deletes the drill's keys.
  *
- * Times are the coordinator's clock; "failure" is when the agent's confirmation arrived.
+ * Times are the coordinator's clock; "failure" is when the coordinator sent the action to
+ * the agent (a graceful stop takes about a second more: Redis waits for its replicas).
  * Once the failure is caused, the old master is always restarted, whatever else fails.
  */
 import { randomUUID } from 'node:crypto';
@@ -156,10 +157,10 @@ export async function runRedisFailoverDrill(deps: DrillDeps, req: DrillRequest, 
     await sleep(1000);
 
     note('drill', `${mode} redis on ${oldNode}`);
-    const action = await requestContainerAction(deps.sessions, { node: oldNode, module: 'redis', container: 'redis', action: mode as 'stop', holdMs });
+    report.failedAtMs = Date.now();
     failed = true;
-    report.failedAtMs = action.receivedMs;
-    note(oldNode, `redis is ${action.result.state} (${mode} confirmed by the agent)`, action.receivedMs);
+    const action = await requestContainerAction(deps.sessions, { node: oldNode, module: 'redis', container: 'redis', action: mode as 'stop', holdMs });
+    note(oldNode, `redis is ${action.result.state} (${mode} confirmed by the agent ${action.receivedMs - report.failedAtMs} ms after the request)`, action.receivedMs);
 
     if (!switchAt) {
       await new Promise<void>((resolve) => {

@@ -243,7 +243,7 @@ export function drillSummary(r: DrillReport): string {
     `drill redis-failover (${r.mode}): ${r.ok ? 'OK' : `FAILED: ${r.error}`}`,
     `  master ${r.oldMasterNode} ${r.oldMaster} -> ${r.newMasterNode || '?'} ${r.newMaster || '?'}, writes through HAProxy ${r.proxy}`,
     table(['MEASURE', 'VALUE', 'FROM -> TO'], [
-      ['time to Sentinel promotion', r.switchMasterAtMs ? secs(r.promotionMs) : '-', `${r.mode} confirmed -> first +switch-master`],
+      ['time to Sentinel promotion', r.switchMasterAtMs ? secs(r.promotionMs) : '-', `${r.mode} requested -> first +switch-master`],
       ['switch to the new master', r.firstAckNewAtMs && r.switchMasterAtMs ? secs(r.switchMs) : '-', '+switch-master -> first write acknowledged by the new master'],
       ['client-visible write outage', r.firstAckNewAtMs ? secs(r.writeOutageMs) : '-', 'last write acknowledged by the old master -> first by the new'],
       ['acknowledged writes lost (RPO)', `${r.writesLost} of ${r.writesAcked}`, `acknowledged, missing on the master afterwards (${r.writesFailed} writes failed, never counted)`],
