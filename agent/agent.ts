@@ -4,9 +4,11 @@ import type { ApplyResult, CoordinatorMessage, ModuleHealth, ModuleState } from 
 import { errorMessage } from '../shared/errors/index.js';
 import { KB_VERSION } from '../shared/version.js';
 import type { ContainerDriver } from './driver/types.js';
+import { ContainerActions } from './actions.js';
 import { FactsCollector } from './facts.js';
-import { runChecks } from './health/index.js';
-import { containerStatuses, isConverged, reconcileModule, removeModule, type ReconcileContext } from './reconcile/index.js';
+import { FollowerManager } from './follower/manager.js';
+import { runChecks, type HealthContext } from './health/index.js';
+import { containerStatuses, hostPathFor, isConverged, reconcileModule, removeModule, type ReconcileContext } from './reconcile/index.js';
 import { AgentSession, type Backoff } from './session.js';
 import { DesiredStore, type DesiredFile } from './state.js';
 import { pausePoint } from './testing/pause.js';
@@ -51,6 +53,9 @@ export class Agent {
   private desired: DesiredFile;
   private readonly ctx: ReconcileContext;
   private readonly facts: FactsCollector;
+  private readonly actions: ContainerActions;
+  private readonly followers: FollowerManager;
+  private readonly healthCtx: HealthContext;
   private session: AgentSession | undefined;
   private queue: Promise<void> = Promise.resolve();
   private timers: NodeJS.Timeout[] = [];
@@ -72,7 +77,11 @@ export class Agent {
       sharedEngine: Boolean(opts.sharedEngine),
       log,
       pause: (point) => pausePoint(point, log),
+      isHeld: (module, container) => this.actions.isHeld(module, container),
     };
+    this.actions = new ContainerActions({ ctx: this.ctx, log, onRestored: () => this.scheduleReconcileAll('container restored') });
+    this.followers = new FollowerManager({ hostPath: (p) => hostPathFor(this.ctx, p), log });
+    this.healthCtx = { ...this.ctx, follower: (module) => this.followers.outcome(module) };
     this.facts = new FactsCollector(opts.hostRoot ?? '/');
     this.heartbeatMs = opts.heartbeatIntervalMs ?? 5000;
     this.healthMs = opts.healthIntervalMs ?? 5000;
@@ -88,6 +97,7 @@ export class Agent {
     }
     void this.facts.describeOs();
     this.scheduleReconcileAll('start');
+    this.followers.sync(Object.values(this.desired.modules));
     this.timers.push(setInterval(() => this.scheduleReconcileAll('interval'), this.opts.reconcileIntervalMs ?? 10_000));
     this.stopEvents = this.driver.events((e) => {
       if (e.action === 'die' || e.action === 'destroy' || e.action === 'stop') this.scheduleReconcileAll(`container ${e.action}`);
@@ -116,6 +126,8 @@ export class Agent {
     for (const t of this.timers) clearInterval(t);
     clearInterval(this.heartbeatTimer);
     clearInterval(this.healthTimer);
+    this.actions.clear();
+    await this.followers.stopAll();
     await this.queue;
   }
 
@@ -132,8 +144,13 @@ export class Agent {
         const { [module]: _gone, ...rest } = this.desired.modules;
         this.desired = { version: 1, modules: rest };
         this.desiredStore.save(this.desired);
+        this.followers.sync(Object.values(this.desired.modules));
         await removeModule(this.ctx, module);
       });
+    } else if (msg.containerAction) {
+      // Not queued behind applies: a drill measures from the moment the action is done.
+      // ContainerActions serializes with reconciles of the same module itself.
+      void this.actions.handle(msg.containerAction).then((r) => this.session?.send({ containerActionResult: r }));
     } else if (msg.ping) {
       this.session?.send({ heartbeat: { sentAtMs: Date.now() } });
     }
@@ -147,6 +164,7 @@ export class Agent {
         this.desired = { version: 1, modules: { ...this.desired.modules, [state.module]: state } };
         this.desiredStore.save(this.desired);
         await pausePoint('desired-saved', this.log);
+        this.followers.sync(Object.values(this.desired.modules));
       }
       this.session?.send({ ack: { module: state.module, revision: state.revision, specHash: state.specHash } });
       const result: ApplyResult = { module: state.module, revision: state.revision, specHash: state.specHash, ok: true, error: '', changed: false, actions: [] };
@@ -207,7 +225,7 @@ export class Agent {
       const states = Object.values(this.desired.modules);
       const modules: ModuleHealth[] = await Promise.all(states.map(async (s) => {
         const [checks, converged] = await Promise.all([
-          runChecks(this.ctx, s).catch((err: unknown) => [{ name: 'checks', ok: false, observed: errorMessage(err) }]),
+          runChecks(this.healthCtx, s).catch((err: unknown) => [{ name: 'checks', ok: false, observed: errorMessage(err) }]),
           isConverged(this.ctx, s).catch(() => false),
         ]);
         return { module: s.module, revision: s.revision, specHash: s.specHash, healthy: checks.every((c) => c.ok), checks, converged };

@@ -9,6 +9,7 @@ import { KbError } from '../shared/errors/index.js';
 import { BootstrapServer } from './bootstrap/server.js';
 import { installCommand, renderInstallScript } from './bootstrap/script.js';
 import { RegistryResolver, type ImageResolver } from './images/resolve.js';
+import { Drills } from './drill/index.js';
 import { Inputs, type InputFiles } from './inputs.js';
 import { DEFAULT_NODE_CERT_TTL_MS, Enroller } from './pki/enroll.js';
 import { loadPki, type Pki } from './pki/pki.js';
@@ -143,6 +144,7 @@ export class Coordinator {
   readonly sessions = new SessionRegistry();
   readonly engine: RolloutEngine;
   readonly inputs: Inputs;
+  readonly drills: Drills;
   private readonly server = new grpc.Server(SERVER_OPTIONS);
   private readonly resolver: ImageResolver;
   private readonly auth: Authenticator;
@@ -160,6 +162,7 @@ export class Coordinator {
     this.resolver = deps.resolver ?? new RegistryResolver();
     this.auth = new Authenticator(this.store, !config.plaintext);
     this.engine = new RolloutEngine({ store: this.store, sessions: this.sessions, resolver: this.resolver, log, inputs: () => this.inputs.current() });
+    this.drills = new Drills({ sessions: this.sessions, store: this.store, log, inputs: () => this.inputs.current() });
     const v1 = kbV1();
     this.server.addService(v1.AgentService.service, {
       Session: agentSessionHandler({
@@ -177,6 +180,7 @@ export class Coordinator {
       store: this.store,
       sessions: this.sessions,
       engine: this.engine,
+      drills: this.drills,
       resolver: this.resolver,
       log,
       inputs: () => this.inputs.current(),

@@ -5,6 +5,7 @@ import { withSpecHash } from '../shared/plan/hash.js';
 import type { ContainerChange, ModuleState, NodePlan } from '../proto/types.js';
 import type { ImageResolver } from './images/resolve.js';
 import { emptySettings } from './modules/settings-file.js';
+import { getModule } from './modules/index.js';
 import type { ModuleDefinition, PlanInputs } from './modules/types.js';
 
 /** Desired state of one module on every one of its nodes, images pinned by digest. */
@@ -29,6 +30,13 @@ export async function computeDesired(def: ModuleDefinition<unknown>, inputs: Pla
   const raw = inputs.settings[def.name] ?? emptySettings('(no settings file)');
   const s = def.settings(raw, inputs.inventory);
   problems.push(...s.problems);
+  const peers: Record<string, unknown> = {};
+  for (const name of def.uses ?? []) {
+    const peer = getModule(name);
+    const ps = peer.settings(inputs.settings[name] ?? emptySettings('(no settings file)'), inputs.inventory);
+    problems.push(...ps.problems);
+    peers[name] = ps.settings;
+  }
   const tagged: Record<string, string> = {};
   for (const [logical, key] of Object.entries(def.imageKeys)) {
     try {
@@ -47,7 +55,7 @@ export async function computeDesired(def: ModuleDefinition<unknown>, inputs: Pla
 
   const states: Record<string, ModuleState> = {};
   for (const node of hosts) {
-    const desired = def.render({ inventory: inputs.inventory, node, images, settings: s.settings, nodeSettings: s.nodes[node.hostname] ?? {} });
+    const desired = def.render({ inventory: inputs.inventory, node, images, settings: s.settings, nodeSettings: s.nodes[node.hostname] ?? {}, peers });
     states[node.hostname] = withSpecHash({ ...desired, revision: 0 });
   }
   return { module: def.name, images, states, order: hosts.map((h) => h.hostname) };

@@ -21,7 +21,7 @@ export interface ContainerSpec {
 
 export interface FileSpec { path: string; mode: number; content: Buffer }
 
-export type HealthCheckKind = 'tcp' | 'http' | 'exec' | 'redis-role';
+export type HealthCheckKind = 'tcp' | 'http' | 'exec' | 'redis-role' | 'redis-replication' | 'redis-sentinel' | 'redis-setget' | 'redis-follower';
 
 export interface HealthCheck {
   name: string;
@@ -34,6 +34,21 @@ export interface HealthCheck {
   expectRole: string;
   minReplicas: number;
   timeoutMs: number;
+  /** redis-replication: the local Sentinel; redis-sentinel: every Sentinel ("host:port"). */
+  sentinels: string[];
+  masterName: string;
+  minSentinels: number;
+}
+
+export interface RedisMasterFollower {
+  masterName: string;
+  sentinels: string[];
+  runtimeSocket: string;
+  backend: string;
+  server: string;
+  serverStateFile: string;
+  reconcileIntervalMs: number;
+  timeoutMs: number;
 }
 
 export interface ModuleState {
@@ -43,6 +58,8 @@ export interface ModuleState {
   containers: ContainerSpec[];
   files: FileSpec[];
   healthChecks: HealthCheck[];
+  /** Set only on nodes that run a follower; null (or absent) otherwise. */
+  redisFollower?: RedisMasterFollower | null;
 }
 
 export interface AppliedModule { module: string; revision: number; specHash: string }
@@ -79,29 +96,35 @@ export interface ApplyResult {
   module: string; revision: number; specHash: string; ok: boolean; error: string; changed: boolean; actions: string[];
 }
 
+export interface ContainerActionResult { id: string; ok: boolean; error: string; doneAtMs: number; state: string }
+
 /** Exactly one member is set (grpc-js also sets `msg` to the member's name). */
 export interface AgentMessage {
-  msg?: 'hello' | 'heartbeat' | 'health' | 'ack' | 'progress' | 'result';
+  msg?: 'hello' | 'heartbeat' | 'health' | 'ack' | 'progress' | 'result' | 'containerActionResult';
   hello?: Hello;
   heartbeat?: Heartbeat;
   health?: HealthReport;
   ack?: PlanAck;
   progress?: ProgressEvent;
   result?: ApplyResult;
+  containerActionResult?: ContainerActionResult;
 }
 
 export interface Ping { sentAtMs: number }
 export interface Cancel { module: string; revision: number; reason: string }
 export interface SessionSettings { heartbeatIntervalMs: number; healthIntervalMs: number }
 export interface RemoveModule { module: string }
+export type ContainerActionKind = 'stop' | 'kill' | 'pause' | 'start';
+export interface ContainerAction { id: string; module: string; container: string; action: ContainerActionKind | string; holdMs: number }
 
 export interface CoordinatorMessage {
-  msg?: 'desired' | 'ping' | 'cancel' | 'settings' | 'remove';
+  msg?: 'desired' | 'ping' | 'cancel' | 'settings' | 'remove' | 'containerAction';
   desired?: ModuleState;
   ping?: Ping;
   cancel?: Cancel;
   settings?: SessionSettings;
   remove?: RemoveModule;
+  containerAction?: ContainerAction;
 }
 
 export interface NodeModuleInfo { module: string; revision: number; healthy: boolean; summary: string }
@@ -149,3 +172,20 @@ export interface CreateTokenResponse { token: string; info: TokenInfo | null; in
 export interface ListTokensResponse { tokens: TokenInfo[] }
 export interface RemoveTokenRequest { id: string }
 export interface RemoveTokenResponse { info: TokenInfo | null }
+export interface DrillRequest {
+  drill: string; mode: string; via: string; failoverTimeoutMs: number; healthyDeadlineMs: number; writeIntervalMs: number;
+}
+export interface DrillEvent { atMs: number; source: string; what: string }
+export interface DrillReport {
+  drill: string; mode: string; ok: boolean; error: string;
+  oldMasterNode: string; oldMaster: string; newMasterNode: string; newMaster: string; proxy: string;
+  promotionMs: number; switchMs: number; writeOutageMs: number;
+  writesAcked: number; writesLost: number; writesFailed: number;
+  rejoinMs: number; healthyAfter: boolean; timeline: DrillEvent[];
+  startedMs: number; finishedMs: number; failedAtMs: number; switchMasterAtMs: number;
+  firstAckNewAtMs: number; lastAckOldAtMs: number; returnedToOld: boolean;
+}
+export interface DrillUpdate { msg?: 'event' | 'report'; event?: DrillEvent; report?: DrillReport }
+export interface HealthRequest { module: string }
+export interface NodeHealth { node: string; connected: boolean; modules: ModuleHealth[]; observedAtMs: number }
+export interface HealthResponse { nodes: NodeHealth[] }

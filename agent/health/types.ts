@@ -9,6 +9,8 @@ export interface HealthContext {
   /** Same meaning as ReconcileContext.sharedEngine (engine names `${node}_${name}`). */
   sharedEngine: boolean;
   log: Logger;
+  /** The master follower's state for a module (redis-follower checks); undefined when none runs. */
+  follower?: (module: string) => Outcome | undefined;
 }
 
 /** Outcome of one check before it is named: `observed` says what was seen, in words an operator can act on. */

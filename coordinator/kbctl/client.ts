@@ -1,7 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { CHANNEL_OPTIONS, kbV1 } from '../../proto/index.js';
 import type {
-  CreateTokenRequest, CreateTokenResponse, ListTokensResponse, RemoveTokenResponse, ListNodesResponse, PlanRequest, PlanResponse, RolloutRequest, RolloutStatusRequest, RolloutStatusResponse, RolloutUpdate,
+  CreateTokenRequest, CreateTokenResponse, DrillRequest, DrillUpdate, HealthRequest, HealthResponse, ListTokensResponse, RemoveTokenResponse,
+  ListNodesResponse, PlanRequest, PlanResponse, RolloutRequest, RolloutStatusRequest, RolloutStatusResponse, RolloutUpdate,
 } from '../../proto/types.js';
 import { KbError } from '../../shared/errors/index.js';
 
@@ -62,6 +63,10 @@ export class ControlClient {
     return this.unary('ListNodes', {});
   }
 
+  health(req: HealthRequest): Promise<HealthResponse> {
+    return this.unary('Health', req);
+  }
+
   plan(req: PlanRequest): Promise<PlanResponse> {
     return this.unary('Plan', req);
   }
@@ -72,16 +77,25 @@ export class ControlClient {
 
   /** Streams a rollout's updates to `onUpdate`; resolves when the coordinator ends the stream. */
   rollout(req: RolloutRequest, onUpdate: (u: RolloutUpdate) => void): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const call = this.client.Rollout(req) as grpc.ClientReadableStream<RolloutUpdate>;
-      call.on('data', onUpdate);
-      call.on('error', (err: grpc.ServiceError) => reject(new ControlError(err.code, describe(err, this.plaintext))));
-      call.on('end', () => resolve());
-    });
+    return this.stream('Rollout', req, onUpdate);
+  }
+
+  /** Streams a drill's events and final report to `onUpdate`; resolves when the coordinator ends the stream. */
+  drill(req: DrillRequest, onUpdate: (u: DrillUpdate) => void): Promise<void> {
+    return this.stream('Drill', req, onUpdate);
   }
 
   close(): void {
     this.client.close();
+  }
+
+  private stream<T>(method: string, req: unknown, onUpdate: (u: T) => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const call = this.client[method](req) as grpc.ClientReadableStream<T>;
+      call.on('data', onUpdate);
+      call.on('error', (err: grpc.ServiceError) => reject(new ControlError(err.code, describe(err, this.plaintext))));
+      call.on('end', () => resolve());
+    });
   }
 
   private unary<T>(method: string, req: unknown): Promise<T> {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { ContainerSpec, FileSpec, HealthCheck, ModuleState } from '../../proto/types.js';
+import type { ContainerSpec, FileSpec, HealthCheck, ModuleState, RedisMasterFollower } from '../../proto/types.js';
 
 /**
  * Canonical JSON: object keys sorted, Buffers as base64, undefined dropped. Two values
@@ -35,11 +35,18 @@ export function containerSpecHash(c: ContainerSpec): string {
 
 /**
  * Stable content hash of a module's desired state on one node. It covers containers,
- * files and health checks, and deliberately not the revision: re-planning the same
- * inputs gives the same hash, which is how a no-op rollout is detected.
+ * files, health checks and the Redis master follower (only when set, so states without
+ * one keep the hash they had before the field existed), and deliberately not the
+ * revision: re-planning the same inputs gives the same hash, which is how a no-op
+ * rollout is detected.
  */
-export function moduleSpecHash(s: { module: string; containers: ContainerSpec[]; files: FileSpec[]; healthChecks: HealthCheck[] }): string {
-  return sha256Hex(canonicalJson({ module: s.module, containers: s.containers, files: s.files, healthChecks: s.healthChecks }));
+export function moduleSpecHash(s: {
+  module: string; containers: ContainerSpec[]; files: FileSpec[]; healthChecks: HealthCheck[]; redisFollower?: RedisMasterFollower | null;
+}): string {
+  return sha256Hex(canonicalJson({
+    module: s.module, containers: s.containers, files: s.files, healthChecks: s.healthChecks,
+    ...(s.redisFollower ? { redisFollower: s.redisFollower } : {}),
+  }));
 }
 
 /** Returns a copy of `state` with `specHash` set from its content. */

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { sharedFixture } from '../helpers/shared-fixtures.js';
 import { describe, expect, it } from 'vitest';
 import { InputError, formatProblem } from '../../shared/errors/index.js';
 import {
@@ -8,7 +9,7 @@ import {
 } from '../../shared/inventory/index.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-const realFile = path.resolve(repoRoot, '../shared/fixtures/servers.tsv');
+const realFile = sharedFixture('servers.tsv');
 const fixtures = path.resolve(repoRoot, 'test/fixtures');
 
 const HEADER = INVENTORY_COLUMNS.join('\t');
