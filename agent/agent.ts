@@ -1,7 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import type { ApplyResult, CoordinatorMessage, ModuleHealth, ModuleState } from '../proto/types.js';
+import type { ApplyResult, CoordinatorMessage, ModuleHealth, ModuleState, SecretValue } from '../proto/types.js';
 import { errorMessage } from '../shared/errors/index.js';
+import { registerSecretValues, unregisterSecretValues } from '../shared/log/index.js';
+import { Credentials, CredentialsDir } from './credentials/index.js';
 import { KB_VERSION } from '../shared/version.js';
 import type { ContainerDriver } from './driver/types.js';
 import { FactsCollector } from './facts.js';
@@ -72,6 +74,8 @@ export class Agent {
       sharedEngine: Boolean(opts.sharedEngine),
       log,
       pause: (point) => pausePoint(point, log),
+      credentials: new Credentials(new CredentialsDir(opts.hostRoot ?? '/'), opts.stateDir),
+      onSecretsMissing: (state, reason) => this.requestSecrets(state, reason),
     };
     this.facts = new FactsCollector(opts.hostRoot ?? '/');
     this.heartbeatMs = opts.heartbeatIntervalMs ?? 5000;
@@ -87,6 +91,8 @@ export class Agent {
       this.log.error({ err: errorMessage(err) }, 'docker engine not reachable; will keep retrying in the reconcile loop');
     }
     void this.facts.describeOs();
+    const stale = await this.ctx.credentials!.dir.cleanupTemps();
+    if (stale) this.log.warn({ count: stale }, 'removed temporary credentials files left by an interrupted write');
     this.scheduleReconcileAll('start');
     this.timers.push(setInterval(() => this.scheduleReconcileAll('interval'), this.opts.reconcileIntervalMs ?? 10_000));
     this.stopEvents = this.driver.events((e) => {
@@ -125,7 +131,7 @@ export class Agent {
       if (msg.settings.healthIntervalMs > 0) this.healthMs = msg.settings.healthIntervalMs;
       this.resetTimers();
     } else if (msg.desired) {
-      this.onDesired(msg.desired);
+      this.onDesired(msg.desired, msg.secretValues ?? []);
     } else if (msg.remove) {
       const module = msg.remove.module;
       this.enqueue(async () => {
@@ -139,7 +145,11 @@ export class Agent {
     }
   }
 
-  private onDesired(state: ModuleState): void {
+  private onDesired(state: ModuleState, secretValues: SecretValue[]): void {
+    // Values are held only for this apply: they end up in the credentials files and nowhere else.
+    const values = new Map(secretValues.map((v) => [`${v.name}@${v.version}`, v.vars]));
+    const plain = secretValues.flatMap((v) => Object.values(v.vars));
+    registerSecretValues(plain);
     this.enqueue(async () => {
       const held = this.desired.modules[state.module];
       const same = held && held.revision === state.revision && held.specHash === state.specHash;
@@ -153,6 +163,7 @@ export class Agent {
       try {
         const r = await reconcileModule({
           ...this.ctx,
+          secretValues: values,
           onProgress: (step, message) => this.session?.send({ progress: { module: state.module, revision: state.revision, step, message } }),
         }, state);
         result.changed = !same && r.changed;
@@ -163,9 +174,22 @@ export class Agent {
         result.error = errorMessage(err);
         this.log.error({ module: state.module, revision: state.revision, err: result.error }, 'apply failed');
       }
+      values.clear();
+      unregisterSecretValues(plain);
       this.session?.send({ result });
       await this.reportHealth();
     });
+  }
+
+  private readonly secretsAsked = new Map<string, number>();
+
+  /** Asks the coordinator to resend a state's credentials (at most every 5 s per module). */
+  private requestSecrets(state: ModuleState, reason: string): void {
+    const now = Date.now();
+    if (now - (this.secretsAsked.get(state.module) ?? 0) < 5000) return;
+    if (!this.session?.send({ secretsRequest: { module: state.module, revision: state.revision, specHash: state.specHash, reason } })) return;
+    this.secretsAsked.set(state.module, now);
+    this.log.info({ module: state.module, revision: state.revision, reason }, 'asked the coordinator to resend credentials');
   }
 
   /** Runs `fn` after everything queued before it. Errors are logged, never dropped silently. */
@@ -206,10 +230,12 @@ export class Agent {
     try {
       const states = Object.values(this.desired.modules);
       const modules: ModuleHealth[] = await Promise.all(states.map(async (s) => {
-        const [checks, converged] = await Promise.all([
+        const [own, creds, converged] = await Promise.all([
           runChecks(this.ctx, s).catch((err: unknown) => [{ name: 'checks', ok: false, observed: errorMessage(err) }]),
+          this.ctx.credentials!.checks(s),
           isConverged(this.ctx, s).catch(() => false),
         ]);
+        const checks = [...creds, ...own];
         return { module: s.module, revision: s.revision, specHash: s.specHash, healthy: checks.every((c) => c.ok), checks, converged };
       }));
       const containers = await containerStatuses(this.ctx, states).catch(() => []);

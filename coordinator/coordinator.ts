@@ -6,6 +6,10 @@ import { KbError } from '../shared/errors/index.js';
 import { RegistryResolver, type ImageResolver } from './images/resolve.js';
 import { Inputs, type InputFiles } from './inputs.js';
 import { RolloutEngine } from './rollout/engine.js';
+import { ensureSecretKey } from './secrets/keyfile.js';
+import { RotationDriver } from './secrets/rotation.js';
+import { SecretService } from './secrets/service.js';
+import { secretsHandlers } from './server/secrets-service.js';
 import { agentSessionHandler } from './server/agent-service.js';
 import { controlHandlers } from './server/control-service.js';
 import { SessionRegistry } from './sessions.js';
@@ -86,6 +90,8 @@ export class Coordinator {
   readonly sessions = new SessionRegistry();
   readonly engine: RolloutEngine;
   readonly inputs: Inputs;
+  readonly secrets: SecretService;
+  readonly rotation: RotationDriver;
   private readonly server = new grpc.Server(SERVER_OPTIONS);
   private readonly resolver: ImageResolver;
   port = 0;
@@ -94,7 +100,10 @@ export class Coordinator {
     this.inputs = new Inputs(config.files);
     this.store = deps.store ?? new SqliteStore(path.join(config.dataDir, 'kb.db'));
     this.resolver = deps.resolver ?? new RegistryResolver();
-    this.engine = new RolloutEngine({ store: this.store, sessions: this.sessions, resolver: this.resolver, log, inputs: () => this.inputs.current() });
+    // The secret store key (0600 in the data dir). `kb-coordinator init` will create it; until then, the first start does.
+    this.secrets = new SecretService(this.store, ensureSecretKey(config.dataDir), log);
+    this.engine = new RolloutEngine({ store: this.store, sessions: this.sessions, resolver: this.resolver, log, inputs: () => this.inputs.current(), secrets: this.secrets });
+    this.rotation = new RotationDriver({ store: this.store, secrets: this.secrets, engine: this.engine, log, inputs: () => this.inputs.current() });
     const v1 = kbV1();
     this.server.addService(v1.AgentService.service, {
       Session: agentSessionHandler({
@@ -105,9 +114,11 @@ export class Coordinator {
         heartbeatIntervalMs: config.heartbeatIntervalMs,
         healthIntervalMs: config.healthIntervalMs,
         peerIdentity: () => undefined,
+        deliver: (state) => this.secrets.desiredMessage(state),
       }),
     });
-    this.server.addService(v1.ControlService.service, controlHandlers({
+    this.server.addService(v1.ControlService.service, {
+      ...controlHandlers({
       store: this.store,
       sessions: this.sessions,
       engine: this.engine,
@@ -116,10 +127,14 @@ export class Coordinator {
       inputs: () => this.inputs.current(),
       notReadyAfterMs: config.notReadyAfterMs,
       authorize: () => undefined,
-    }));
+      secrets: this.secrets,
+    }),
+      ...secretsHandlers({ secrets: this.secrets, rotation: this.rotation, store: this.store, log, authorize: () => undefined }),
+    });
   }
 
   async start(): Promise<void> {
+    await this.secrets.ensureAll();
     const creds = grpc.ServerCredentials.createInsecure();
     const addr = this.config.listenHost.includes(':') ? `[${this.config.listenHost}]:${this.config.listenPort}` : `${this.config.listenHost}:${this.config.listenPort}`;
     this.port = await new Promise<number>((resolve, reject) => {
@@ -127,6 +142,7 @@ export class Coordinator {
     });
     this.log.info({ listen: `${this.config.listenHost}:${this.port}`, plaintext: this.config.plaintext }, 'coordinator serving');
     await this.engine.resumeAll();
+    await this.rotation.resumeAll();
   }
 
   async stop(): Promise<void> {

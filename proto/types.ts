@@ -34,7 +34,18 @@ export interface HealthCheck {
   expectRole: string;
   minReplicas: number;
   timeoutMs: number;
+  /** redis-role: password from this credentials file ("redis.env")... */
+  credentialsFile?: string;
+  /** ...variable ("REDIS_PASSWORD"). */
+  passwordVar?: string;
 }
+
+/** A reference to one version of one credentials file; never a value. */
+export interface SecretRef { name: string; version: number; file: string }
+/** A credentials-directory file the agent renders from a template and secret values. */
+export interface SecretFile { file: string; mode: number; uid: number; gid: number; template: string }
+/** The values of one secret version (CoordinatorMessage.secretValues only). */
+export interface SecretValue { name: string; version: number; vars: Record<string, string> }
 
 export interface ModuleState {
   module: string;
@@ -43,6 +54,9 @@ export interface ModuleState {
   containers: ContainerSpec[];
   files: FileSpec[];
   healthChecks: HealthCheck[];
+  /** Part of the spec hash when non-empty. Absent = none (states built before credentials existed). */
+  secrets?: SecretRef[];
+  secretFiles?: SecretFile[];
 }
 
 export interface AppliedModule { module: string; revision: number; specHash: string }
@@ -79,15 +93,18 @@ export interface ApplyResult {
   module: string; revision: number; specHash: string; ok: boolean; error: string; changed: boolean; actions: string[];
 }
 
+export interface SecretsRequest { module: string; revision: number; specHash: string; reason: string }
+
 /** Exactly one member is set (grpc-js also sets `msg` to the member's name). */
 export interface AgentMessage {
-  msg?: 'hello' | 'heartbeat' | 'health' | 'ack' | 'progress' | 'result';
+  msg?: 'hello' | 'heartbeat' | 'health' | 'ack' | 'progress' | 'result' | 'secretsRequest';
   hello?: Hello;
   heartbeat?: Heartbeat;
   health?: HealthReport;
   ack?: PlanAck;
   progress?: ProgressEvent;
   result?: ApplyResult;
+  secretsRequest?: SecretsRequest;
 }
 
 export interface Ping { sentAtMs: number }
@@ -102,6 +119,8 @@ export interface CoordinatorMessage {
   cancel?: Cancel;
   settings?: SessionSettings;
   remove?: RemoveModule;
+  /** Only with `desired`: the values of its SecretRefs. */
+  secretValues?: SecretValue[];
 }
 
 export interface NodeModuleInfo { module: string; revision: number; healthy: boolean; summary: string }
@@ -117,6 +136,8 @@ export interface ContainerChange { name: string; action: string; fromImage: stri
 export interface NodePlan {
   node: string; action: string; currentRevision: number; currentHash: string; desiredHash: string;
   containers: ContainerChange[]; connected: boolean;
+  /** Credentials file changes, e.g. "redis.env version 1 -> 2". */
+  credentials?: string[];
 }
 export interface PlanResponse { module: string; nodes: NodePlan[]; images: Record<string, string> }
 
@@ -135,3 +156,19 @@ export interface RolloutInfo {
 export interface RolloutUpdate { msg?: 'event' | 'info'; event?: RolloutEvent; info?: RolloutInfo }
 export interface RolloutStatusRequest { module: string; events: boolean }
 export interface RolloutStatusResponse { rollout: RolloutInfo | null; events: RolloutEvent[] }
+
+export interface SecretVersionInfo {
+  name: string; file: string; version: number; state: string; source: string; createdMs: number;
+  nodes: string[]; varNames: string[]; pendingNodes: string[];
+}
+export interface SecretRotationInfo {
+  name: string; fromVersion: number; toVersion: number; phase: string; state: string; error: string;
+  rollouts: string[]; startedMs: number; updatedMs: number;
+}
+export interface ListSecretsResponse { versions: SecretVersionInfo[]; rotations: SecretRotationInfo[] }
+export interface ImportedSecret { name: string; vars: Record<string, string>; sourceFile: string }
+export interface ImportSecretsRequest { secrets: ImportedSecret[]; force: boolean; dryRun: boolean }
+export interface ImportSecretResult { name: string; action: string; version: number; message: string }
+export interface ImportSecretsResponse { results: ImportSecretResult[] }
+export interface RotateSecretRequest { name: string; maxParallel: number; healthyDeadlineMs: number; minHealthyTimeMs: number; wait: boolean }
+export interface RotateSecretUpdate { msg?: 'info' | 'event'; info?: SecretRotationInfo; event?: RolloutEvent }

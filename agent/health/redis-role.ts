@@ -78,12 +78,25 @@ export function redisPassword(state: ModuleState, check: Pick<HealthCheck, 'cont
 /**
  * `redis-role`: connects to host:port (one attempt, no retries, connect and command timeout
  * = the check's timeout), reads `INFO replication` and judges it (see judgeReplication).
- * The password never appears in `observed`.
+ * The password is variable `passwordVar` of credentials file `credentialsFile` when the check
+ * names one, else what redisPassword finds. The password never appears in `observed`.
  */
-export async function redisRoleCheck({ state, check, timeoutMs }: CheckInput): Promise<Outcome> {
+export async function redisRoleCheck({ ctx, state, check, timeoutMs }: CheckInput): Promise<Outcome> {
   const host = check.host || '127.0.0.1';
   const port = check.port || 6379;
-  const password = redisPassword(state, check);
+  let password: string | undefined;
+  if (check.credentialsFile) {
+    // The password comes from the credentials file the agent wrote (never from the state).
+    const variable = check.passwordVar || 'REDIS_PASSWORD';
+    try {
+      password = await ctx.credentials?.variable(check.credentialsFile, variable);
+    } catch (err) {
+      return { ok: false, observed: `password from ${check.credentialsFile}: ${errorMessage(err)}` };
+    }
+    if (password === undefined) return { ok: false, observed: `password from ${check.credentialsFile}: file or ${variable} missing` };
+  } else {
+    password = redisPassword(state, check);
+  }
   const client = new Redis({
     host, port, lazyConnect: true, connectTimeout: timeoutMs, commandTimeout: timeoutMs,
     maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false,

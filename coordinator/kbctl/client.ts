@@ -1,7 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { CHANNEL_OPTIONS, kbV1 } from '../../proto/index.js';
 import type {
-  ListNodesResponse, PlanRequest, PlanResponse, RolloutRequest, RolloutStatusRequest, RolloutStatusResponse, RolloutUpdate,
+  ImportSecretsRequest, ImportSecretsResponse, ListNodesResponse, ListSecretsResponse, PlanRequest, PlanResponse, RolloutRequest,
+  RolloutStatusRequest, RolloutStatusResponse, RolloutUpdate, RotateSecretRequest, RotateSecretUpdate,
 } from '../../proto/types.js';
 import { KbError } from '../../shared/errors/index.js';
 
@@ -44,10 +45,27 @@ export class ControlClient {
     return this.unary('RolloutStatus', req);
   }
 
+  listSecrets(): Promise<ListSecretsResponse> {
+    return this.unary('ListSecrets', {});
+  }
+
+  importSecrets(req: ImportSecretsRequest): Promise<ImportSecretsResponse> {
+    return this.unary('ImportSecrets', req);
+  }
+
+  /** Streams a rotation's updates to `onUpdate`; resolves when the coordinator ends the stream. */
+  rotateSecret(req: RotateSecretRequest, onUpdate: (u: RotateSecretUpdate) => void): Promise<void> {
+    return this.stream('RotateSecret', req, onUpdate);
+  }
+
   /** Streams a rollout's updates to `onUpdate`; resolves when the coordinator ends the stream. */
   rollout(req: RolloutRequest, onUpdate: (u: RolloutUpdate) => void): Promise<void> {
+    return this.stream('Rollout', req, onUpdate);
+  }
+
+  private stream<U>(method: string, req: unknown, onUpdate: (u: U) => void): Promise<void> {
     return new Promise((resolve, reject) => {
-      const call = this.client.Rollout(req) as grpc.ClientReadableStream<RolloutUpdate>;
+      const call = this.client[method](req) as grpc.ClientReadableStream<U>;
       call.on('data', onUpdate);
       call.on('error', (err: grpc.ServiceError) => reject(new ControlError(err.code, describe(err))));
       call.on('end', () => resolve());

@@ -38,6 +38,7 @@ export const redisModule: ModuleDefinition<RedisSettings> = {
   name: 'redis',
   description: 'Redis master + replicas (ROLE=redis), bound to each node private address',
   imageKeys: { redis: 'redis_image' },
+  credentials: ['redis'],
 
   hosts(inv) {
     const all = serversByRole(inv, 'redis');

@@ -23,6 +23,19 @@ export interface RenderInput<S> {
   settings: S;
   /** Per-node overrides for this node (already validated). */
   nodeSettings: Partial<S>;
+  /**
+   * Versions of the secrets named in the module's `credentials` (absent when the planner
+   * runs without a secret store: unit tests, `kbctl plan` of a module without credentials).
+   */
+  secrets?: Record<string, SecretVersions>;
+}
+
+/** Which versions of one secret a plan uses (see coordinator/secrets and docs/security.md). */
+export interface SecretVersions {
+  /** The version consumers use: written to `<name>.env` on every node of the module. */
+  active: number;
+  /** Versions servers must accept: one, or two while a rotation is in its accept/switch phases. */
+  accepted: number[];
 }
 
 /**
@@ -37,6 +50,18 @@ export interface ModuleDefinition<S = unknown> {
   hosts(inv: Inventory): Server[];
   /** Logical image name -> the versions.yaml key that pins it. */
   imageKeys: Record<string, string>;
+  /**
+   * Credentials files (catalog names, shared/credentials/catalog.ts) every node of this
+   * module receives, at the active version, e.g. ['redis'] -> redis.env. The planner adds the
+   * SecretRefs; the catalog's role policy must allow every host (else the plan is refused).
+   */
+  credentials?: readonly string[];
+  /**
+   * Secrets this module's servers verify (a password clients present). During a rotation
+   * they accept the old and the new version (see RotationRecord); consumers only need
+   * `credentials`.
+   */
+  verifies?: readonly string[];
   /** Validates and fills defaults. Problems name the settings file and key. */
   settings(raw: RawSettings, inv: Inventory): { settings: S; nodes: Record<string, Partial<S>>; problems: Problem[] };
   /** Problems with the inventory for this module (e.g. not exactly one master). */

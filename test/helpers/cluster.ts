@@ -62,6 +62,8 @@ export class Cluster {
   coordinator: Proc | undefined;
   readonly agents = new Map<string, Proc>();
   readonly nodes: TestNode[];
+  /** stdout and stderr of every kbctl run of this cluster (leak searches read them). */
+  readonly kbctlOutput: string[] = [];
   private readonly heartbeatMs: number;
   private readonly healthIntervalMs: number;
 
@@ -129,9 +131,15 @@ export class Cluster {
         timeout: 170_000,
       }, (err, stdout, stderr) => {
         const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 99) : 0;
+        this.kbctlOutput.push(stdout, stderr);
         resolve({ code, stdout, stderr, ms: Date.now() - t0 });
       });
     });
+  }
+
+  /** The directory a node's agent maps every host path under (its --host-root). */
+  nodeRoot(node: string): string {
+    return path.join(this.dir, 'nodes', node, 'root');
   }
 
   /** kb-managed containers of one node (label kb.node), with their inspect data. */
