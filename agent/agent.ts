@@ -83,7 +83,7 @@ export class Agent {
   }
 
   /** Starts reconciling from disk at once, then connects. Resolves once the first local reconcile is queued. */
-  async start(credentials: grpc.ChannelCredentials): Promise<void> {
+  async start(credentials: grpc.ChannelCredentials | (() => grpc.ChannelCredentials)): Promise<void> {
     try {
       const v = await this.driver.ping();
       this.facts.setDockerVersion(v.version);

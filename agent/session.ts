@@ -20,7 +20,8 @@ export function backoffDelay(b: Backoff, attempt: number, random = Math.random):
 export interface SessionOptions {
   /** Coordinator addresses (HOST:PORT); tried in turn. */
   coordinators: string[];
-  credentials: grpc.ChannelCredentials;
+  /** Channel credentials, or a function called at each (re)connect (mTLS: reads the newest certificate). */
+  credentials: grpc.ChannelCredentials | (() => grpc.ChannelCredentials);
   /** Builds the hello at each (re)connection: it carries what the agent holds now. */
   hello: () => Hello;
   onMessage: (msg: CoordinatorMessage) => void;
@@ -80,7 +81,8 @@ export class AgentSession {
     const address = this.opts.coordinators[this.index % this.opts.coordinators.length]!;
     const Ctor = kbV1().AgentService;
     this.client?.close();
-    this.client = new Ctor(address, this.opts.credentials, { ...CHANNEL_OPTIONS, 'grpc.initial_reconnect_backoff_ms': 200 });
+    const creds = typeof this.opts.credentials === 'function' ? this.opts.credentials() : this.opts.credentials;
+    this.client = new Ctor(address, creds, { ...CHANNEL_OPTIONS, 'grpc.initial_reconnect_backoff_ms': 200 });
     const call = (this.client as grpc.Client & { Session: () => grpc.ClientDuplexStream<AgentMessage, CoordinatorMessage> }).Session();
     this.call = call;
     let opened = false;

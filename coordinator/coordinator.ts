@@ -1,16 +1,26 @@
 import * as grpc from '@grpc/grpc-js';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { kbV1, SERVER_OPTIONS } from '../proto/index.js';
 import { KbError } from '../shared/errors/index.js';
+import { BootstrapServer } from './bootstrap/server.js';
+import { installCommand, renderInstallScript } from './bootstrap/script.js';
 import { RegistryResolver, type ImageResolver } from './images/resolve.js';
 import { Inputs, type InputFiles } from './inputs.js';
+import { DEFAULT_NODE_CERT_TTL_MS, Enroller } from './pki/enroll.js';
+import { loadPki, type Pki } from './pki/pki.js';
+import { RateLimiter } from './pki/rate-limit.js';
+import { Tokens } from './pki/tokens.js';
 import { RolloutEngine } from './rollout/engine.js';
 import { ensureSecretKey } from './secrets/keyfile.js';
 import { RotationDriver } from './secrets/rotation.js';
 import { SecretService } from './secrets/service.js';
+import { agentSessionHandler, renewHandler } from './server/agent-service.js';
+import { Authenticator } from './server/auth.js';
 import { secretsHandlers } from './server/secrets-service.js';
-import { agentSessionHandler } from './server/agent-service.js';
 import { controlHandlers } from './server/control-service.js';
 import { SessionRegistry } from './sessions.js';
 import { SqliteStore } from './store/sqlite.js';
@@ -20,11 +30,24 @@ import type { Store } from './store/types.js';
 export interface CoordinatorOptions extends Partial<InputFiles> {
   inventoryFile: string;
   versionsFile: string;
-  /** Where the embedded store lives. Default /var/lib/kb-coordinator. */
+  /** Where the embedded store and the PKI (`pki/`, made by `kb-coordinator init`) live. Default /var/lib/kb-coordinator. */
   dataDir?: string;
-  /** gRPC listen address. Default 0.0.0.0:7443. */
+  /** gRPC listen address (mTLS only). Default 0.0.0.0:7443. */
   listen?: string;
-  /** Plaintext gRPC, for development on loopback only. Default false. */
+  /** HTTPS bootstrap listener (installer, agent binary, enrollment). Default: the gRPC host, port 7444. */
+  bootstrapListen?: string;
+  /** Host agents and kbctl dial (baked into install.sh). Default: the listen host, or the hostname when it is a wildcard. */
+  advertise?: string;
+  /** Extra names/addresses for the serving certificate. */
+  sans?: string[];
+  /** The agent binary served at /kb-agent. Default: `kb-agent` next to the coordinator. */
+  agentBinary?: string;
+  /** Lifetime of node certificates. Default 30 days; agents renew after two thirds. */
+  nodeCertTtlMs?: number;
+  /** Enrollment attempts per source address: burst and refill per minute. Default 10 and 10. */
+  enrollBurst?: number;
+  enrollPerMinute?: number;
+  /** Plaintext gRPC and no bootstrap listener, for development on loopback only. Default false. */
   plaintext?: boolean;
   /** How often agents send a heartbeat. Default 5000 ms. */
   heartbeatIntervalMs?: number;
@@ -40,6 +63,14 @@ export interface CoordinatorConfig {
   dataDir: string;
   listenHost: string;
   listenPort: number;
+  bootstrapHost: string;
+  bootstrapPort: number;
+  advertise: string;
+  sans: string[];
+  agentBinary: string;
+  nodeCertTtlMs: number;
+  enrollBurst: number;
+  enrollPerMinute: number;
   plaintext: boolean;
   heartbeatIntervalMs: number;
   healthIntervalMs: number;
@@ -50,25 +81,39 @@ export class ConfigError extends KbError {
   override name = 'ConfigError';
 }
 
+function hostPort(flag: string, text: string): { host: string; port: number } {
+  const m = /^(.*):(\d+)$/.exec(text);
+  if (!m) throw new ConfigError(`${flag} ${text}: expected HOST:PORT`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+const WILDCARD = new Set(['0.0.0.0', '::', '']);
+
 export function compileOptions(o: CoordinatorOptions): CoordinatorConfig {
-  const listen = o.listen ?? '0.0.0.0:7443';
-  const m = /^(.*):(\d+)$/.exec(listen);
-  if (!m) throw new ConfigError(`--listen ${listen}: expected HOST:PORT`);
-  const host = m[1]!.replace(/^\[|\]$/g, '');
-  const port = Number(m[2]);
+  const { host, port } = hostPort('--listen', o.listen ?? '0.0.0.0:7443');
+  const bootstrap = hostPort('--bootstrap-listen', o.bootstrapListen ?? `${host.includes(':') ? `[${host}]` : host}:7444`);
   const plaintext = Boolean(o.plaintext);
-  if (!plaintext) {
-    throw new ConfigError('no TLS material configured: mTLS arrives with `kb-coordinator init`; until then run with --plaintext on a loopback address (development only)');
-  }
   if (plaintext && !isLoopback(host)) {
     throw new ConfigError(`--plaintext refuses non-loopback listen address ${host}: plaintext gRPC is for development on 127.0.0.0/8 only`);
   }
+  const advertise = o.advertise || (WILDCARD.has(host) ? os.hostname() : host);
+  const nodeCertTtlMs = o.nodeCertTtlMs ?? DEFAULT_NODE_CERT_TTL_MS;
+  if (!(nodeCertTtlMs >= 5000)) throw new ConfigError(`--node-cert-ttl must be at least 5s`);
   const heartbeatIntervalMs = o.heartbeatIntervalMs ?? 5000;
+  const sans = [...new Set([advertise, ...[host, bootstrap.host].filter((h) => !WILDCARD.has(h)), os.hostname(), 'localhost', '127.0.0.1', ...(o.sans ?? [])])];
   return {
     files: { inventoryFile: o.inventoryFile, versionsFile: o.versionsFile, settingsFile: o.settingsFile, env: o.env ?? 'prod' },
     dataDir: o.dataDir ?? '/var/lib/kb-coordinator',
     listenHost: host,
     listenPort: port,
+    bootstrapHost: bootstrap.host,
+    bootstrapPort: bootstrap.port,
+    advertise,
+    sans,
+    agentBinary: o.agentBinary ?? '',
+    nodeCertTtlMs,
+    enrollBurst: o.enrollBurst ?? 10,
+    enrollPerMinute: o.enrollPerMinute ?? 10,
     plaintext,
     heartbeatIntervalMs,
     healthIntervalMs: o.healthIntervalMs ?? 5000,
@@ -80,8 +125,20 @@ export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
+function joinHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+async function sha256File(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
 /**
- * The coordinator process: inputs, store, sessions, rollout engine and the gRPC server.
+ * The coordinator process: inputs, store, sessions, rollout engine, the gRPC server (mTLS:
+ * client certificates required, the private CA the only root) and the HTTPS bootstrap
+ * listener (installer + enrollment, no client certificate).
  *
  *   created ──start()──> serving ──stop()──> stopped
  */
@@ -94,13 +151,21 @@ export class Coordinator {
   readonly rotation: RotationDriver;
   private readonly server = new grpc.Server(SERVER_OPTIONS);
   private readonly resolver: ImageResolver;
+  private readonly auth: Authenticator;
+  private pki: Pki | undefined;
+  private tokens: Tokens | undefined;
+  private enroller: Enroller | undefined;
+  private bootstrap: BootstrapServer | undefined;
+  private sweep: NodeJS.Timeout | undefined;
   port = 0;
+  bootstrapPort = 0;
 
   constructor(readonly config: CoordinatorConfig, private readonly log: Logger, deps: { store?: Store; resolver?: ImageResolver } = {}) {
     this.inputs = new Inputs(config.files);
     this.store = deps.store ?? new SqliteStore(path.join(config.dataDir, 'kb.db'));
     this.resolver = deps.resolver ?? new RegistryResolver();
-    // The secret store key (0600 in the data dir). `kb-coordinator init` will create it; until then, the first start does.
+    this.auth = new Authenticator(this.store, !config.plaintext);
+    // The secret store key (0600 in the data dir): `kb-coordinator init` creates it; a data dir from before then gets it at first start.
     this.secrets = new SecretService(this.store, ensureSecretKey(config.dataDir), log);
     this.engine = new RolloutEngine({ store: this.store, sessions: this.sessions, resolver: this.resolver, log, inputs: () => this.inputs.current(), secrets: this.secrets });
     this.rotation = new RotationDriver({ store: this.store, secrets: this.secrets, engine: this.engine, log, inputs: () => this.inputs.current() });
@@ -113,9 +178,10 @@ export class Coordinator {
         inventory: () => this.inputs.lastGood().inventory,
         heartbeatIntervalMs: config.heartbeatIntervalMs,
         healthIntervalMs: config.healthIntervalMs,
-        peerIdentity: () => undefined,
+        authenticate: (call) => this.auth.node(call),
         deliver: (state) => this.secrets.desiredMessage(state),
       }),
+      Renew: renewHandler({ authenticate: (call) => this.auth.node(call), enroller: () => this.enroller, sessions: this.sessions, log }),
     });
     this.server.addService(v1.ControlService.service, {
       ...controlHandlers({
@@ -126,27 +192,74 @@ export class Coordinator {
       log,
       inputs: () => this.inputs.current(),
       notReadyAfterMs: config.notReadyAfterMs,
-      authorize: () => undefined,
+      authorize: (call) => this.auth.admin(call),
       secrets: this.secrets,
+      tokens: () => this.tokens,
+      installCommand: (token) => (this.pki && this.bootstrap
+        ? installCommand({ bootstrapUrl: this.bootstrapUrl(), pinnedPubkey: this.pki.serverPin, token })
+        : ''),
     }),
-      ...secretsHandlers({ secrets: this.secrets, rotation: this.rotation, store: this.store, log, authorize: () => undefined }),
+      ...secretsHandlers({ secrets: this.secrets, rotation: this.rotation, store: this.store, log, authorize: (call) => this.auth.admin(call) }),
     });
+  }
+
+  /** https://ADVERTISE:PORT of the bootstrap listener. */
+  bootstrapUrl(): string {
+    return `https://${joinHostPort(this.config.advertise, this.bootstrapPort)}`;
   }
 
   async start(): Promise<void> {
     await this.secrets.ensureAll();
-    const creds = grpc.ServerCredentials.createInsecure();
-    const addr = this.config.listenHost.includes(':') ? `[${this.config.listenHost}]:${this.config.listenPort}` : `${this.config.listenHost}:${this.config.listenPort}`;
+    const c = this.config;
+    let creds = grpc.ServerCredentials.createInsecure();
+    if (!c.plaintext) {
+      this.pki = await loadPki(c.dataDir, c.sans);
+      creds = grpc.ServerCredentials.createSsl(
+        Buffer.from(this.pki.caPem),
+        [{ cert_chain: Buffer.from(this.pki.serverCertPem), private_key: Buffer.from(this.pki.serverKeyPem) }],
+        true, // client certificates required, checked against the private CA only
+      );
+    }
+    const addr = joinHostPort(c.listenHost, c.listenPort);
     this.port = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(addr, creds, (err, port) => (err ? reject(new ConfigError(`listen on ${addr}: ${err.message}`, { cause: err })) : resolve(port)));
     });
-    this.log.info({ listen: `${this.config.listenHost}:${this.port}`, plaintext: this.config.plaintext }, 'coordinator serving');
+    if (this.pki) {
+      const pki = this.pki;
+      this.tokens = new Tokens(this.store, () => pki.caPin);
+      const coordinators = [joinHostPort(c.advertise, this.port)];
+      this.enroller = new Enroller({
+        store: this.store, tokens: this.tokens, pki, inventory: () => this.inputs.lastGood().inventory, nodeCertTtlMs: c.nodeCertTtlMs,
+        limiter: new RateLimiter(c.enrollBurst, c.enrollPerMinute), log: this.log,
+        onReenrolled: (node) => this.sessions.get(node)?.close('node enrolled again: its previous certificate is revoked'),
+        isConnected: (node) => Boolean(this.sessions.get(node)),
+      });
+      let agentSha256 = '';
+      if (c.agentBinary && existsSync(c.agentBinary)) agentSha256 = await sha256File(c.agentBinary);
+      else this.log.warn({ agentBinary: c.agentBinary }, 'agent binary not found: /kb-agent and install.sh are unavailable until it exists (restart after installing it)');
+      // install.sh needs the bootstrap port, known only after listening: render lazily.
+      const deps = { pki, enroller: this.enroller, agentBinary: c.agentBinary, agentSha256, coordinators, log: this.log, installScript: '' };
+      this.bootstrap = new BootstrapServer(deps);
+      this.bootstrapPort = await this.bootstrap.start(c.bootstrapHost, c.bootstrapPort).catch((err: unknown) => {
+        throw new ConfigError(`bootstrap listen on ${joinHostPort(c.bootstrapHost, c.bootstrapPort)}: ${(err as Error).message}`, { cause: err });
+      });
+      deps.installScript = agentSha256
+        ? renderInstallScript({ bootstrapUrl: this.bootstrapUrl(), coordinator: coordinators[0]!, pinnedPubkey: pki.serverPin, agentSha256 })
+        : `#!/bin/sh\necho "kb install: this coordinator has no agent binary (${c.agentBinary}); install it next to kb-coordinator and restart" >&2\nexit 1\n`;
+      this.sweep = setInterval(() => {
+        for (const node of this.sessions.closeExpired()) this.log.warn({ node }, 'session closed: its certificate expired');
+      }, 1000);
+    }
+    this.log.info({ listen: joinHostPort(c.listenHost, this.port), plaintext: c.plaintext, bootstrap: this.bootstrap ? this.bootstrapUrl() : undefined }, 'coordinator serving');
+    if (c.plaintext) this.log.warn('plaintext mode: no TLS, no identities, no enrollment (development on loopback only)');
     await this.engine.resumeAll();
     await this.rotation.resumeAll();
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.sweep);
     for (const s of this.sessions.all()) s.close('coordinator stopping');
+    await this.bootstrap?.stop();
     await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     await this.store.close();
   }

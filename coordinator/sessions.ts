@@ -18,6 +18,8 @@ export interface AgentSession {
   /** Latest health per module from this session. */
   health: Map<string, ModuleHealth>;
   closed: boolean;
+  /** Expiry of the certificate that authenticates this session (mTLS); the session is closed past it. */
+  certNotAfterMs?: number;
   send(msg: CoordinatorMessage): void;
   close(reason: string): void;
 }
@@ -82,6 +84,13 @@ export class SessionRegistry extends EventEmitter<SessionEvents> {
     if (previous && !previous.closed) previous.close('replaced by a new session');
     this.emit('connected', session);
     return session;
+  }
+
+  /** Closes sessions whose certificate has expired (the agent reconnects with its renewed one). Returns their nodes. */
+  closeExpired(now = Date.now()): string[] {
+    const gone = this.all().filter((s) => s.certNotAfterMs !== undefined && s.certNotAfterMs <= now);
+    for (const s of gone) s.close('certificate expired');
+    return gone.map((s) => s.node);
   }
 
   /** Routes one agent message (after hello) to listeners. */

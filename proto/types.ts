@@ -128,6 +128,7 @@ export interface NodeInfo {
   name: string; role: string; subrole: string; ip: string;
   status: 'Ready' | 'NotReady' | 'Unknown' | string;
   agentVersion: string; modules: NodeModuleInfo[]; facts: NodeFacts | null; lastSeenMs: number; connected: boolean;
+  certSerial: string; certNotAfterMs: number;
 }
 export interface ListNodesResponse { nodes: NodeInfo[] }
 
@@ -156,6 +157,19 @@ export interface RolloutInfo {
 export interface RolloutUpdate { msg?: 'event' | 'info'; event?: RolloutEvent; info?: RolloutInfo }
 export interface RolloutStatusRequest { module: string; events: boolean }
 export interface RolloutStatusResponse { rollout: RolloutInfo | null; events: RolloutEvent[] }
+
+export interface RenewRequest { csrPem: string }
+export interface RenewResponse { certificatePem: string; caPem: string; notAfterMs: number; serial: string }
+
+export interface TokenInfo {
+  id: string; createdMs: number; expiresMs: number; uses: number; used: number; node: string;
+  state: 'valid' | 'expired' | 'used-up' | 'revoked' | string; description: string; usedBy: string[];
+}
+export interface CreateTokenRequest { ttlMs: number; uses: number; node: string; description: string }
+export interface CreateTokenResponse { token: string; info: TokenInfo | null; installCommand: string }
+export interface ListTokensResponse { tokens: TokenInfo[] }
+export interface RemoveTokenRequest { id: string }
+export interface RemoveTokenResponse { info: TokenInfo | null }
 
 export interface SecretVersionInfo {
   name: string; file: string; version: number; state: string; source: string; createdMs: number;

@@ -25,6 +25,15 @@ const stubSsh = {
   },
 };
 
+// `import text from './file.sh?raw'` (as vite/vitest do): the file's text as a string.
+const raw = {
+  name: 'raw',
+  setup(b) {
+    b.onResolve({ filter: /\?raw$/ }, (args) => ({ path: path.resolve(args.resolveDir, args.path.replace(/\?raw$/, '')), namespace: 'raw' }));
+    b.onLoad({ filter: /.*/, namespace: 'raw' }, async (args) => ({ contents: (await import('node:fs')).readFileSync(args.path, 'utf8'), loader: 'text' }));
+  },
+};
+
 const common = {
   bundle: true,
   platform: 'node',
@@ -33,7 +42,7 @@ const common = {
   sourcemap: false,
   logLevel: 'warning',
   legalComments: 'none',
-  plugins: [stubSsh],
+  plugins: [stubSsh, raw],
 };
 
 const t0 = Date.now();

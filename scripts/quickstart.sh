@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # kb quickstart: a local coordinator and three local agents (redis-01..03, each its own
 # loopback address 127.0.1.1-3) roll out Redis on the local Docker engine, then
-# `kbctl nodes` is printed. Everything stays running; `npm run quickstart -- down` stops
+# `kbctl nodes` is printed. Secure by default, as in production: `kb-coordinator init`
+# makes the CA and the admin credential ($qs/admin.kbconfig), each agent enrolls with a
+# join token and talks mTLS. Everything stays running; `npm run quickstart -- down` stops
 # the processes and removes the quickstart's containers.
 #
 # Usage: bash scripts/quickstart.sh [up|down]
@@ -9,10 +11,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 qs=${KB_QUICKSTART_DIR:-$root/.quickstart}
 port=${KB_QUICKSTART_PORT:-7443}
+bport=$((port + 1))
 nodes=(redis-01 redis-02 redis-03)
 cmd=${1:-up}
 
-kbctl() { KB_COORDINATOR=127.0.0.1:$port KB_PLAINTEXT=1 node "$root/dist/kbctl.cjs" "$@"; }
+kbctl() { KB_CONFIG="$qs/admin.kbconfig" node "$root/dist/kbctl.cjs" "$@"; }
 
 stop_procs() {
   for f in "$qs"/*.pid; do
@@ -52,8 +55,11 @@ mkdir -p "$qs"
 cp "$root/test/fixtures/servers-local.tsv" "$qs/servers.tsv"
 cp "$KB_TESTBED_DIR/versions.yaml" "$qs/versions.yaml"
 
+# CA, serving certificate and admin credential (idempotent: kept when they exist).
+node "$root/dist/kb-coordinator.cjs" init --data-dir "$qs/coordinator" --listen "127.0.0.1:$port" \
+  --admin-config "$qs/admin.kbconfig"
 node "$root/dist/kb-coordinator.cjs" run --inventory "$qs/servers.tsv" --versions "$qs/versions.yaml" \
-  --data-dir "$qs/coordinator" --listen "127.0.0.1:$port" --plaintext \
+  --data-dir "$qs/coordinator" --listen "127.0.0.1:$port" --bootstrap-listen "127.0.0.1:$bport" \
   --heartbeat-ms 2000 --health-interval-ms 2000 >"$qs/coordinator.log" 2>&1 &
 echo $! >"$qs/coordinator.pid"
 for i in $(seq 1 50); do
@@ -62,8 +68,17 @@ for i in $(seq 1 50); do
   sleep 0.2
 done
 
+# One join token for the agents that have no certificate yet (a re-run reuses their certificates).
+token=
 for n in "${nodes[@]}"; do
-  "$root/dist/kb-agent" run --node "$n" --coordinator "127.0.0.1:$port" --plaintext --shared-engine \
+  [ -f "$qs/nodes/$n/tls/node.crt" ] && continue
+  token=$(kbctl -o json token create --uses ${#nodes[@]} --ttl 10m --description quickstart |
+    node -e 'let s="";process.stdin.on("data",(d)=>s+=d).on("end",()=>process.stdout.write(JSON.parse(s).token))')
+  break
+done
+for n in "${nodes[@]}"; do
+  KB_TOKEN=$token "$root/dist/kb-agent" run --node "$n" --coordinator "127.0.0.1:$port" --shared-engine \
+    --bootstrap "https://127.0.0.1:$bport" --tls-dir "$qs/nodes/$n/tls" \
     --state-dir "$qs/nodes/$n/state" --host-root "$qs/nodes/$n/root" >"$qs/agent-$n.log" 2>&1 &
   echo $! >"$qs/agent-$n.pid"
 done
@@ -79,5 +94,6 @@ echo
 kbctl nodes
 echo
 echo "Redis master: redis-cli -h 127.0.1.1 (replicas 127.0.1.2, 127.0.1.3)."
-echo "Try: KB_COORDINATOR=127.0.0.1:$port KB_PLAINTEXT=1 node dist/kbctl.cjs plan redis"
+echo "Try: KB_CONFIG=$qs/admin.kbconfig node dist/kbctl.cjs plan redis"
+echo "Add a server: KB_CONFIG=$qs/admin.kbconfig node dist/kbctl.cjs token create   (prints the line to paste)"
 echo "Stop: npm run quickstart -- down    (logs in $qs)"

@@ -286,6 +286,12 @@ ensure_images() {
   in_registry "$REDIS2" || build_redis "$REDIS2" kb2
   in_registry "$HAPROXY" || build_haproxy "$HAPROXY"
   in_registry "$BUSYBOX" || build_busybox "$BUSYBOX"
+  # An engine that did not build the images itself (a second checkout sharing the registry)
+  # pulls the tags, so tests that create containers by tag find them locally.
+  local ref
+  for ref in "$REDIS1" "$REDIS2" "$HAPROXY" "$BUSYBOX"; do
+    docker -H "$DOCKER_URI" image inspect "$ref" >/dev/null 2>&1 || docker -H "$DOCKER_URI" pull -q "$ref" >/dev/null
+  done
 }
 
 # write a file only when its content changes

@@ -1,15 +1,19 @@
 import * as grpc from '@grpc/grpc-js';
 import { CHANNEL_OPTIONS, kbV1 } from '../../proto/index.js';
 import type {
-  ImportSecretsRequest, ImportSecretsResponse, ListNodesResponse, ListSecretsResponse, PlanRequest, PlanResponse, RolloutRequest,
-  RolloutStatusRequest, RolloutStatusResponse, RolloutUpdate, RotateSecretRequest, RotateSecretUpdate,
+  CreateTokenRequest, CreateTokenResponse, ImportSecretsRequest, ImportSecretsResponse, ListNodesResponse, ListSecretsResponse, ListTokensResponse,
+  PlanRequest, PlanResponse, RemoveTokenResponse, RolloutRequest, RolloutStatusRequest, RolloutStatusResponse, RolloutUpdate, RotateSecretRequest,
+  RotateSecretUpdate,
 } from '../../proto/types.js';
 import { KbError } from '../../shared/errors/index.js';
 
 export interface ClientOptions {
   /** HOST:PORT of a coordinator. */
   address: string;
+  /** Plaintext gRPC (development, loopback only). Otherwise `tls` is required. */
   plaintext: boolean;
+  /** mTLS material: the private CA (the only trusted root) and the admin certificate and key. */
+  tls?: { ca: string; certificate: string; key: string };
   /** Deadline of unary calls. Default 30 s. */
   timeoutMs?: number;
 }
@@ -27,10 +31,33 @@ export class ControlClient {
   private readonly client: grpc.Client & Record<string, any>;
   private readonly timeoutMs: number;
 
+  private readonly plaintext: boolean;
+
   constructor(opts: ClientOptions) {
-    if (!opts.plaintext) throw new KbError('mTLS credentials are not configured yet: pass --plaintext (development, loopback only)');
-    this.client = new (kbV1().ControlService)(opts.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as grpc.Client & Record<string, any>;
+    let creds: grpc.ChannelCredentials;
+    if (opts.plaintext) {
+      const host = opts.address.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+      if (!isLoopbackHost(host)) throw new KbError(`--plaintext refuses non-loopback coordinator address ${opts.address} (development on 127.0.0.0/8 only)`);
+      creds = grpc.credentials.createInsecure();
+    } else {
+      if (!opts.tls) throw new KbError('no admin credential: kbctl needs the file written by `kb-coordinator init` (--config FILE, KB_CONFIG, or ~/.kb/config)');
+      creds = grpc.credentials.createSsl(Buffer.from(opts.tls.ca), Buffer.from(opts.tls.key), Buffer.from(opts.tls.certificate));
+    }
+    this.plaintext = opts.plaintext;
+    this.client = new (kbV1().ControlService)(opts.address, creds, CHANNEL_OPTIONS) as grpc.Client & Record<string, any>;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
+  }
+
+  createToken(req: CreateTokenRequest): Promise<CreateTokenResponse> {
+    return this.unary('CreateToken', req);
+  }
+
+  listTokens(): Promise<ListTokensResponse> {
+    return this.unary('ListTokens', {});
+  }
+
+  removeToken(id: string): Promise<RemoveTokenResponse> {
+    return this.unary('RemoveToken', { id });
   }
 
   listNodes(): Promise<ListNodesResponse> {
@@ -67,7 +94,7 @@ export class ControlClient {
     return new Promise((resolve, reject) => {
       const call = this.client[method](req) as grpc.ClientReadableStream<U>;
       call.on('data', onUpdate);
-      call.on('error', (err: grpc.ServiceError) => reject(new ControlError(err.code, describe(err))));
+      call.on('error', (err: grpc.ServiceError) => reject(new ControlError(err.code, describe(err, this.plaintext))));
       call.on('end', () => resolve());
     });
   }
@@ -79,15 +106,26 @@ export class ControlClient {
   private unary<T>(method: string, req: unknown): Promise<T> {
     return new Promise((resolve, reject) => {
       this.client[method](req, { deadline: Date.now() + this.timeoutMs }, (err: grpc.ServiceError | null, res: T) => {
-        if (err) reject(new ControlError(err.code, describe(err)));
+        if (err) reject(new ControlError(err.code, describe(err, this.plaintext)));
         else resolve(res);
       });
     });
   }
 }
 
-function describe(err: grpc.ServiceError): string {
-  if (err.code === grpc.status.UNAVAILABLE) return `coordinator unavailable: ${err.details}`;
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function describe(err: grpc.ServiceError, plaintext: boolean): string {
+  if (err.code === grpc.status.UNAVAILABLE) {
+    const refused = /ECONNREFUSED/.test(err.details);
+    const hint = refused ? '' : plaintext
+      ? ' (a plaintext client cannot talk to a coordinator serving mTLS: drop --plaintext and use the admin credential)'
+      : /certificate|handshake|SSL|TLS|alert/i.test(err.details) ? ' (TLS handshake failed: is this credential from this coordinator\'s `kb-coordinator init`?)' : '';
+    return `coordinator unavailable: ${err.details}${hint}`;
+  }
+  if (err.code === grpc.status.PERMISSION_DENIED || err.code === grpc.status.UNAUTHENTICATED) return `refused by the coordinator: ${err.details}`;
   if (err.code === grpc.status.DEADLINE_EXCEEDED) return 'coordinator did not answer in time';
   return err.details || err.message;
 }

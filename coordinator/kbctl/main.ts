@@ -9,27 +9,31 @@ import { loadVersions, shellExports } from '../../shared/versions/index.js';
 import { KB_VERSION } from '../../shared/version.js';
 import type { RolloutInfo, RolloutUpdate } from '../../proto/types.js';
 import { ControlClient, ControlError } from './client.js';
+import { readKbConfig, resolveConfigPath } from './config.js';
 import { ago, bytes, clock, parseDuration, stdio, table, type Printer } from './printer.js';
 import { registerSecretsCommands } from './secrets.js';
 
 /** Exit codes: 0 ok, 1 the operation failed (rollout failed, validation problems), 2 usage or connection error. */
 export const EXIT = { ok: 0, failed: 1, error: 2 } as const;
 
-interface GlobalOpts { coordinator: string; plaintext: boolean; output: 'table' | 'json' }
+interface GlobalOpts { config?: string; coordinator?: string; plaintext: boolean; output: 'table' | 'json' }
 
 export function buildProgram(p: Printer, setExit: (code: number) => void): Command {
   const program = new Command('kbctl')
     .description('kb operator CLI')
     .version(KB_VERSION)
-    .addOption(new Option('--coordinator <host:port>', 'coordinator address').env('KB_COORDINATOR').default('127.0.0.1:7443'))
-    .addOption(new Option('--plaintext', 'plaintext gRPC (development, loopback only)').env('KB_PLAINTEXT').default(false))
+    .addOption(new Option('--config <file>', 'admin credential written by `kb-coordinator init` (default ~/.kb/config)').env('KB_CONFIG'))
+    .addOption(new Option('--coordinator <host:port>', 'coordinator address (default: the first in the credential file)').env('KB_COORDINATOR'))
+    .addOption(new Option('--plaintext', 'plaintext gRPC without credentials (development coordinator on loopback only)').env('KB_PLAINTEXT').default(false))
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .showHelpAfterError();
 
   const globals = (): GlobalOpts => program.opts<GlobalOpts>();
   const client = () => {
     const g = globals();
-    return new ControlClient({ address: g.coordinator, plaintext: Boolean(g.plaintext) });
+    if (g.plaintext) return new ControlClient({ address: g.coordinator ?? '127.0.0.1:7443', plaintext: true });
+    const cfg = readKbConfig(resolveConfigPath(g.config));
+    return new ControlClient({ address: g.coordinator ?? cfg.coordinators[0]!, plaintext: false, tls: { ca: cfg.ca, certificate: cfg.certificate, key: cfg.key } });
   };
 
   program
@@ -149,6 +153,60 @@ export function buildProgram(p: Printer, setExit: (code: number) => void): Comma
         p.out(table(['NODE', 'STATE', 'ERROR'], r.nodes.map((n) => [n.node, n.state, n.error])));
         for (const e of res.events) p.out(`${clock(e.atMs)} ${(e.node || '-').padEnd(12)} ${e.kind.padEnd(18)} ${e.message}`);
         if (r.state === 'failed') setExit(EXIT.failed);
+      } finally {
+        c.close();
+      }
+    });
+
+  const token = program.command('token').description('join tokens for adding servers: `token create`, `token list`, `token rm <id>`');
+  token
+    .command('create')
+    .description('create a join token and print the one-line install command for a new server')
+    .option('--ttl <duration>', 'valid for', '1h')
+    .option('--uses <n>', 'number of servers that may enroll with it', '1')
+    .option('--node <name>', 'only this inventory node may enroll with it')
+    .option('--description <text>', 'a note shown by `token list`', '')
+    .action(async (o: { ttl: string; uses: string; node?: string; description: string }) => {
+      const uses = Number(o.uses);
+      if (!Number.isInteger(uses) || uses < 1) throw new UsageError(`--uses ${o.uses}: expected a whole number >= 1`);
+      const c = client();
+      try {
+        const res = await c.createToken({ ttlMs: parseDuration(o.ttl), uses, node: o.node ?? '', description: o.description });
+        if (globals().output === 'json') return p.out(JSON.stringify(res, null, 2));
+        const i = res.info!;
+        p.out(`token ${i.id}: ${i.uses} use${i.uses === 1 ? '' : 's'}, expires ${new Date(i.expiresMs).toISOString()}${i.node ? `, only for node ${i.node}` : ''}`);
+        p.out(res.token);
+        p.out('');
+        p.out('Run as root on the new server:');
+        p.out(res.installCommand);
+      } finally {
+        c.close();
+      }
+    });
+  token
+    .command('list')
+    .description('list join tokens: ID NODE USED EXPIRES STATE DESCRIPTION (secrets are never shown again)')
+    .action(async () => {
+      const c = client();
+      try {
+        const res = await c.listTokens();
+        if (globals().output === 'json') return p.out(JSON.stringify(res.tokens, null, 2));
+        p.out(table(['ID', 'NODE', 'USED', 'EXPIRES', 'STATE', 'USED-BY', 'DESCRIPTION'], res.tokens.map((t) => [
+          t.id, t.node || '*', `${t.used}/${t.uses}`, new Date(t.expiresMs).toISOString().slice(0, 19) + 'Z', t.state, t.usedBy.join(',') || '-', t.description,
+        ])));
+      } finally {
+        c.close();
+      }
+    });
+  token
+    .command('rm <id>')
+    .description('revoke a join token (kept in `token list` as revoked)')
+    .action(async (id: string) => {
+      const c = client();
+      try {
+        const res = await c.removeToken(id);
+        if (globals().output === 'json') return p.out(JSON.stringify(res.info, null, 2));
+        p.out(`token ${id} revoked`);
       } finally {
         c.close();
       }

@@ -46,11 +46,4 @@ export function clock(ms: number): string {
   return new Date(ms).toISOString().slice(11, 23);
 }
 
-/** Parses "500ms", "10s", "2m", "1h" or a bare number of milliseconds. */
-export function parseDuration(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!m) throw new Error(`invalid duration "${text}" (examples: 500ms, 10s, 2m)`);
-  const n = Number(m[1]);
-  const unit = m[2] ?? 'ms';
-  return Math.round(n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!);
-}
+export { parseDuration } from '../../shared/duration/index.js';

@@ -1,6 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import type { AgentMessage, CoordinatorMessage, HealthReport, ModuleState, SecretsRequest } from '../../proto/types.js';
+import type { AgentMessage, CoordinatorMessage, HealthReport, ModuleState, RenewRequest, RenewResponse, SecretsRequest } from '../../proto/types.js';
+import { errorMessage } from '../../shared/errors/index.js';
+import { EnrollError, type Enroller } from '../pki/enroll.js';
+import type { PeerCert } from './auth.js';
 import type { Inventory } from '../../shared/inventory/index.js';
 import type { SessionRegistry, AgentSession } from '../sessions.js';
 import type { Store } from '../store/types.js';
@@ -13,10 +16,12 @@ export interface AgentServiceDeps {
   heartbeatIntervalMs: number;
   healthIntervalMs: number;
   /**
-   * Who is calling. With mTLS this comes from the peer certificate; the hello's node name
-   * must match it. Returns undefined when the transport carries no identity (plaintext dev mode).
+   * Who is calling, from the peer certificate (see ./auth.ts); the hello's node name must
+   * match it. Resolves undefined when the transport carries no identity (plaintext dev
+   * mode); rejects with a gRPC refusal ({code, details}) for a certificate that may not
+   * open a session.
    */
-  peerIdentity: (call: grpc.ServerDuplexStream<AgentMessage, CoordinatorMessage>) => string | undefined;
+  authenticate: (call: grpc.ServerDuplexStream<AgentMessage, CoordinatorMessage>) => Promise<PeerCert | undefined>;
   /** Builds the message carrying a desired state (with its secret values). Default: the state alone. */
   deliver?: (state: ModuleState) => Promise<CoordinatorMessage>;
 }
@@ -46,7 +51,8 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
       if (!session) {
         if (!msg.hello) return fail(grpc.status.FAILED_PRECONDITION, 'the first message of a session must be hello');
         void onHello(msg.hello).catch((err: unknown) => {
-          deps.log.error({ err }, 'agent hello failed');
+          if (isRefusal(err)) return fail(err.code, err.details);
+          deps.log.error({ err: errorMessage(err) }, 'agent hello failed');
           fail(grpc.status.INTERNAL, 'coordinator failed to open the session');
         });
         return;
@@ -69,15 +75,18 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
 
     async function onHello(hello: NonNullable<AgentMessage['hello']>): Promise<void> {
       const node = hello.nodeName;
-      const peer = deps.peerIdentity(call);
-      if (peer !== undefined && peer !== node) return fail(grpc.status.PERMISSION_DENIED, `certificate is for node "${peer}", not "${node}"`);
+      const peer = await deps.authenticate(call);
+      if (peer !== undefined && peer.commonName !== node) {
+        return fail(grpc.status.PERMISSION_DENIED, `certificate is for node "${peer.commonName}", not "${node}": a node may only report for itself`);
+      }
       const inv = deps.inventory();
       if (!inv.servers.some((s) => s.hostname === node)) return fail(grpc.status.PERMISSION_DENIED, `node "${node}" is not in the inventory ${inv.file}`);
       const now = Date.now();
       const existing = await deps.store.getNode(node);
       await deps.store.upsertNode({ name: node, agentVersion: hello.agentVersion, firstSeenMs: existing?.firstSeenMs ?? now, lastSeenMs: now, facts: existing?.facts ?? null });
       session = deps.sessions.open(call, node, hello.agentVersion);
-      deps.log.info({ node, agentVersion: hello.agentVersion, peer: call.getPeer() }, 'agent connected');
+      if (peer) session.certNotAfterMs = peer.notAfterMs;
+      deps.log.info({ node, agentVersion: hello.agentVersion, peer: call.getPeer(), serial: peer?.serial }, 'agent connected');
       session.send({ settings: { heartbeatIntervalMs: deps.heartbeatIntervalMs, healthIntervalMs: deps.healthIntervalMs } });
       const held = new Map(hello.desired.map((d) => [d.module, d]));
       for (const a of await deps.store.listAssignments({ node })) {
@@ -131,5 +140,44 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
         await deps.store.upsertNode({ name: s.node, agentVersion: s.agentVersion, firstSeenMs: existing?.firstSeenMs ?? now, lastSeenMs: now, facts: s.facts });
       }
     }
+  };
+}
+
+function isRefusal(err: unknown): err is { code: grpc.status; details: string } {
+  return Boolean(err) && typeof err === 'object' && typeof (err as { code?: unknown }).code === 'number' && typeof (err as { details?: unknown }).details === 'string';
+}
+
+export interface RenewDeps {
+  authenticate: (call: grpc.ServerUnaryCall<RenewRequest, RenewResponse>) => Promise<PeerCert | undefined>;
+  enroller: () => Enroller | undefined;
+  sessions: SessionRegistry;
+  log: Logger;
+}
+
+const ENROLL_TO_GRPC: Record<EnrollError['status'], grpc.status> = {
+  400: grpc.status.INVALID_ARGUMENT, 401: grpc.status.UNAUTHENTICATED, 403: grpc.status.PERMISSION_DENIED, 429: grpc.status.RESOURCE_EXHAUSTED,
+};
+
+/**
+ * AgentService.Renew: a node renews its own certificate over mTLS before it expires. The
+ * live session of that node keeps running; it is now bounded by the new certificate's expiry.
+ */
+export function renewHandler(deps: RenewDeps) {
+  return (call: grpc.ServerUnaryCall<RenewRequest, RenewResponse>, cb: grpc.sendUnaryData<RenewResponse>): void => {
+    const run = async (): Promise<RenewResponse> => {
+      const enroller = deps.enroller();
+      if (!enroller) throw { code: grpc.status.FAILED_PRECONDITION, details: 'this coordinator runs without TLS (--plaintext): nothing to renew' };
+      const peer = await deps.authenticate(call);
+      if (!peer) throw { code: grpc.status.UNAUTHENTICATED, details: 'no client certificate' };
+      const issued = await enroller.renew(peer.commonName, peer, call.request.csrPem);
+      const live = deps.sessions.get(peer.commonName);
+      if (live) live.certNotAfterMs = issued.notAfterMs;
+      return { certificatePem: issued.certificatePem, caPem: issued.caPem, notAfterMs: issued.notAfterMs, serial: issued.serial };
+    };
+    run().then((res) => cb(null, res), (err: unknown) => {
+      const e = isRefusal(err) ? err : err instanceof EnrollError ? { code: ENROLL_TO_GRPC[err.status], details: err.message } : { code: grpc.status.INTERNAL, details: errorMessage(err) };
+      deps.log.warn({ peer: call.getPeer(), details: e.details }, 'certificate renewal refused');
+      cb(e);
+    });
   };
 }

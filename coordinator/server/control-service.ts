@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { InputError, KbError, UnknownModuleError, errorMessage } from '../../shared/errors/index.js';
 import type {
-  ListNodesResponse, NodeInfo, PlanRequest, PlanResponse, RolloutEvent, RolloutInfo, RolloutRequest, RolloutStatusRequest,
+  CreateTokenRequest, CreateTokenResponse, ListTokensResponse, RemoveTokenRequest, RemoveTokenResponse, ListNodesResponse, NodeInfo, PlanRequest, PlanResponse, RolloutEvent, RolloutInfo, RolloutRequest, RolloutStatusRequest,
   RolloutStatusResponse, RolloutUpdate,
 } from '../../proto/types.js';
 import type { ImageResolver } from '../images/resolve.js';
@@ -11,6 +11,7 @@ import type { PlanInputs, SecretVersions } from '../modules/types.js';
 import { checkNodeFilter, computeDesired, diffNode } from '../planner.js';
 import { RolloutError, type RolloutEngine } from '../rollout/engine.js';
 import type { SessionRegistry } from '../sessions.js';
+import { DEFAULT_TOKEN_TTL_MS, TokenError, toTokenInfo, type Tokens } from '../pki/tokens.js';
 import type { EventRecord, RolloutRecord, Store } from '../store/types.js';
 
 export interface ControlDeps {
@@ -26,6 +27,10 @@ export interface ControlDeps {
   secrets?: { versions(): Promise<Record<string, SecretVersions>> };
   /** Authorizes a control call; throws a grpc error object to refuse. */
   authorize: (call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) => void;
+  /** Join tokens; undefined in plaintext mode (no CA). */
+  tokens: () => Tokens | undefined;
+  /** The one-line install command for a token. */
+  installCommand: (token: string) => string;
 }
 
 /** Maps kb errors to gRPC statuses with the error's own message (which names file/node/module). */
@@ -33,7 +38,7 @@ export function toGrpcError(err: unknown): Partial<grpc.ServiceError> {
   if (err && typeof err === 'object' && 'code' in err && typeof (err as { code: unknown }).code === 'number' && 'details' in err) {
     return err as Partial<grpc.ServiceError>;
   }
-  if (err instanceof InputError || err instanceof UnknownModuleError) return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
+  if (err instanceof InputError || err instanceof UnknownModuleError || err instanceof TokenError) return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
   if (err instanceof RolloutError) return { code: grpc.status.FAILED_PRECONDITION, details: err.message };
   if (err instanceof KbError) return { code: grpc.status.UNAVAILABLE, details: err.message };
   return { code: grpc.status.INTERNAL, details: errorMessage(err) };
@@ -55,6 +60,7 @@ export function controlHandlers(deps: ControlDeps): grpc.UntypedServiceImplement
       const inv = deps.inputs().inventory;
       const records = await deps.store.listNodes();
       const mods = await deps.store.listNodeModules();
+      const identities = new Map((await deps.store.listNodeIdentities()).map((i) => [i.node, i]));
       const now = Date.now();
       const nodes: NodeInfo[] = records.map((rec) => {
         const s = deps.sessions.get(rec.name);
@@ -75,6 +81,8 @@ export function controlHandlers(deps: ControlDeps): grpc.UntypedServiceImplement
           facts: s?.facts ?? rec.facts,
           lastSeenMs: lastSeen,
           connected: Boolean(s),
+          certSerial: identities.get(rec.name)?.serial ?? '',
+          certNotAfterMs: identities.get(rec.name)?.notAfterMs ?? 0,
         };
       });
       return { nodes };
@@ -135,6 +143,28 @@ export function controlHandlers(deps: ControlDeps): grpc.UntypedServiceImplement
       });
     },
 
+    CreateToken: unary(async (req: CreateTokenRequest): Promise<CreateTokenResponse> => {
+      const tokens = needTokens(deps);
+      if (req.node) {
+        const inv = deps.inputs().inventory;
+        if (!inv.servers.some((x) => x.hostname === req.node)) throw new TokenError('wrong-node', `node "${req.node}" is not in the inventory ${inv.file}`);
+      }
+      const { token, record } = await tokens.create({ ttlMs: req.ttlMs || DEFAULT_TOKEN_TTL_MS, uses: req.uses || 1, node: req.node, description: req.description });
+      deps.log.info({ tokenId: record.id, node: record.node, uses: record.uses, expires: new Date(record.expiresMs).toISOString() }, 'join token created');
+      return { token, info: toTokenInfo(record), installCommand: deps.installCommand(token) };
+    }),
+
+    ListTokens: unary(async (): Promise<ListTokensResponse> => {
+      const now = Date.now();
+      return { tokens: (await needTokens(deps).list()).map((t) => toTokenInfo(t, now)) };
+    }),
+
+    RemoveToken: unary(async (req: RemoveTokenRequest): Promise<RemoveTokenResponse> => {
+      const t = await needTokens(deps).revoke(req.id);
+      deps.log.info({ tokenId: t.id }, 'join token revoked');
+      return { info: toTokenInfo(t) };
+    }),
+
     RolloutStatus: unary(async (req: RolloutStatusRequest): Promise<RolloutStatusResponse> => {
       getModule(req.module);
       const all = await deps.store.listRollouts({ module: req.module });
@@ -143,6 +173,12 @@ export function controlHandlers(deps: ControlDeps): grpc.UntypedServiceImplement
       return { rollout: toInfo(last), events: req.events ? (await deps.store.listEvents(last.id)).map(toEvent) : [] };
     }),
   };
+}
+
+function needTokens(deps: ControlDeps): Tokens {
+  const tokens = deps.tokens();
+  if (!tokens) throw { code: grpc.status.FAILED_PRECONDITION, details: 'this coordinator runs with --plaintext (development): there is no CA, so no join tokens' };
+  return tokens;
 }
 
 function summary(checks: { name: string; ok: boolean; observed: string }[]): string {

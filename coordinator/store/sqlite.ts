@@ -1,9 +1,9 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type {
-  AssignmentRecord, EventRecord, NodeModuleRecord, NodeRecord, RevisionRecord, RolloutRecord, RolloutState, SecretStateRecord,
-  SecretVersionRecord, Store,
+  AssignmentRecord, EventRecord, NodeIdentityRecord, NodeModuleRecord, NodeRecord, RevisionRecord, RolloutRecord, RolloutState, SecretStateRecord,
+  SecretVersionRecord, Store, TokenRecord,
 } from './types.js';
 
 /**
@@ -17,6 +17,8 @@ export class SqliteStore implements Store {
   constructor(file: string) {
     mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     this.db = new Database(file);
+    // The store holds token hashes and node identities: readable by the coordinator's user only.
+    chmodSync(file, 0o600);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.exec(`
@@ -29,6 +31,8 @@ export class SqliteStore implements Store {
       CREATE INDEX IF NOT EXISTS events_rollout ON events (rollout_id, id);
       CREATE TABLE IF NOT EXISTS secret_versions (name TEXT, version INTEGER, doc TEXT NOT NULL, PRIMARY KEY (name, version));
       CREATE TABLE IF NOT EXISTS secret_states (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS node_identities (node TEXT PRIMARY KEY, doc TEXT NOT NULL);
     `);
   }
 
@@ -117,6 +121,26 @@ export class SqliteStore implements Store {
   }
   async listSecretStates(): Promise<SecretStateRecord[]> {
     return parseAll(this.db.prepare('SELECT doc FROM secret_states ORDER BY name').all());
+  }
+
+  async putToken(t: TokenRecord): Promise<void> {
+    this.db.prepare('INSERT INTO tokens (id, doc) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc').run(t.id, JSON.stringify(t));
+  }
+  async getToken(id: string): Promise<TokenRecord | undefined> {
+    return parse(this.db.prepare('SELECT doc FROM tokens WHERE id = ?').get(id));
+  }
+  async listTokens(): Promise<TokenRecord[]> {
+    return parseAll<TokenRecord>(this.db.prepare('SELECT doc FROM tokens').all()).sort((a, b) => a.createdMs - b.createdMs || a.id.localeCompare(b.id));
+  }
+
+  async putNodeIdentity(r: NodeIdentityRecord): Promise<void> {
+    this.db.prepare('INSERT INTO node_identities (node, doc) VALUES (?, ?) ON CONFLICT(node) DO UPDATE SET doc = excluded.doc').run(r.node, JSON.stringify(r));
+  }
+  async getNodeIdentity(node: string): Promise<NodeIdentityRecord | undefined> {
+    return parse(this.db.prepare('SELECT doc FROM node_identities WHERE node = ?').get(node));
+  }
+  async listNodeIdentities(): Promise<NodeIdentityRecord[]> {
+    return parseAll(this.db.prepare('SELECT doc FROM node_identities ORDER BY node').all());
   }
 
   async close(): Promise<void> {

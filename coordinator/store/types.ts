@@ -36,6 +36,16 @@ export interface Store {
   appendEvent(e: Omit<EventRecord, 'id'>): Promise<EventRecord>;
   listEvents(rolloutId: string): Promise<EventRecord[]>;
 
+  /** Join tokens (secrets stored hashed). A revoked token is kept, marked, so refusals can say so. */
+  putToken(t: TokenRecord): Promise<void>;
+  getToken(id: string): Promise<TokenRecord | undefined>;
+  listTokens(): Promise<TokenRecord[]>;
+
+  /** The certificate each node may use now (one current serial per node). */
+  putNodeIdentity(r: NodeIdentityRecord): Promise<void>;
+  getNodeIdentity(node: string): Promise<NodeIdentityRecord | undefined>;
+  listNodeIdentities(): Promise<NodeIdentityRecord[]>;
+
   /**
    * Secret versions are immutable and hold values only in sealed (encrypted) form; writing
    * an existing (name, version) throws. See coordinator/secrets.
@@ -151,6 +161,41 @@ export interface EventRecord {
 export type EventKind =
   | 'rollout-start' | 'rollout-resume' | 'rollout-succeeded' | 'rollout-failed' | 'rollout-noop'
   | 'node-apply' | 'node-applied' | 'node-progress' | 'node-verifying' | 'node-healthy' | 'node-unhealthy' | 'node-failed';
+
+/** A join token. `secretHash` is sha256 of the secret; the secret itself is never stored. */
+export interface TokenRecord {
+  id: string;
+  secretHash: string;
+  createdMs: number;
+  expiresMs: number;
+  /** How many enrollments it allows, and how many it was used for. */
+  uses: number;
+  used: number;
+  /** When set, only this node may enroll with it. */
+  node: string;
+  description: string;
+  revokedMs: number | null;
+  /** Nodes that enrolled with it, in order. */
+  usedBy: string[];
+}
+
+/**
+ * A node's current certificate. Sessions are accepted only from `serial`, or from
+ * `renewedFrom` (the certificate this one renewed, until it expires: a renewal whose answer
+ * was lost must not lock the node out). Enrolling again (re-provisioning) replaces both, so
+ * the old certificate is revoked.
+ */
+export interface NodeIdentityRecord {
+  node: string;
+  serial: string;
+  notAfterMs: number;
+  issuedMs: number;
+  renewedFrom: { serial: string; notAfterMs: number } | null;
+  /** How the current line of certificates started: token id and source address of the enrollment. */
+  enrolledMs: number;
+  tokenId: string;
+  source: string;
+}
 
 /** How a secret version came to be. */
 export type SecretSource = 'generated' | 'imported' | 'rotated';

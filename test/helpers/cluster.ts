@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,12 +43,26 @@ export interface ClusterOptions {
   settings?: string;
   heartbeatMs?: number;
   healthIntervalMs?: number;
+  /**
+   * Development mode: plaintext gRPC, no certificates (the coordinator's --plaintext).
+   * Default false: `kb-coordinator init`, join tokens, enrollment and mTLS, as in production.
+   */
+  plaintext?: boolean;
+  /** Address the coordinator's gRPC and bootstrap listeners bind to. Default 127.0.0.1. */
+  listenHost?: string;
+  /** Extra `kb-coordinator run` arguments, e.g. ['--node-cert-ttl', '20s']. */
+  coordinatorArgs?: string[];
 }
 
 /**
  * A local kb test bed: one coordinator process and one agent process per node (the real
  * single-executable dist/kb-agent), all on loopback, sharing the test bed's Docker engine.
- * Each node has its own state dir and host root under a temp dir.
+ * Each node has its own state dir, TLS dir and host root under a temp dir.
+ *
+ * Secure by default, like production: the first coordinator start runs `kb-coordinator init`
+ * (CA, serving certificate, admin credential at `configFile`); each agent's first start
+ * enrolls with a join token from `kbctl token create` and then talks mTLS; kbctl uses the
+ * admin credential. `plaintext: true` gives the development mode instead.
  */
 export class Cluster {
   readonly dir: string;
@@ -59,13 +73,24 @@ export class Cluster {
   readonly versionsFile: string;
   readonly settingsFile: string;
   port = 0;
+  /** HTTPS bootstrap listener (installer, enrollment); 0 in plaintext mode. */
+  bootstrapPort = 0;
   coordinator: Proc | undefined;
   readonly agents = new Map<string, Proc>();
   readonly nodes: TestNode[];
+  readonly plaintext: boolean;
+  readonly listenHost: string;
+  /** The admin credential written by `kb-coordinator init` (what kbctl uses). */
+  readonly configFile: string;
+  /** The coordinator's data directory (store and pki/). */
+  readonly dataDir: string;
   /** stdout and stderr of every kbctl run of this cluster (leak searches read them). */
   readonly kbctlOutput: string[] = [];
   private readonly heartbeatMs: number;
   private readonly healthIntervalMs: number;
+  /** Extra `kb-coordinator run` arguments (later ones win). */
+  readonly coordinatorArgs: string[];
+  private joinToken: { token: string; left: number } | undefined;
 
   constructor(opts: ClusterOptions = {}) {
     this.tb = loadTestbed();
@@ -80,28 +105,93 @@ export class Cluster {
     writeFileSync(this.settingsFile, opts.settings ?? FAST_REDIS_SETTINGS);
     this.heartbeatMs = opts.heartbeatMs ?? 500;
     this.healthIntervalMs = opts.healthIntervalMs ?? 500;
+    this.plaintext = Boolean(opts.plaintext);
+    this.listenHost = opts.listenHost ?? '127.0.0.1';
+    this.coordinatorArgs = opts.coordinatorArgs ?? [];
+    this.configFile = path.join(this.dir, 'admin.kbconfig');
+    this.dataDir = path.join(this.dir, 'coordinator');
+  }
+
+  /** HOST:PORT of the coordinator's gRPC listener. */
+  get address(): string {
+    return `${this.listenHost}:${this.port}`;
+  }
+
+  /** https://HOST:PORT of the bootstrap listener. */
+  get bootstrapUrl(): string {
+    return `https://${this.listenHost}:${this.bootstrapPort}`;
+  }
+
+  /** `kb-coordinator init` (idempotent): CA, serving certificate, admin credential. */
+  async init(): Promise<KbctlResult> {
+    if (!this.port) this.port = await freePort();
+    if (!this.bootstrapPort) this.bootstrapPort = await freePort();
+    return run(process.execPath, [dist('kb-coordinator.cjs'), 'init', '--data-dir', this.dataDir, '--listen', this.address, '--admin-config', this.configFile]);
   }
 
   async startCoordinator(): Promise<Proc> {
     if (!this.port) this.port = await freePort();
+    const tls: string[] = [];
+    if (this.plaintext) {
+      tls.push('--plaintext');
+    } else {
+      if (!existsSync(this.configFile)) {
+        const r = await this.init();
+        if (r.code !== 0) throw new Error(`kb-coordinator init failed: ${r.stderr}`);
+      }
+      tls.push('--bootstrap-listen', `${this.listenHost}:${this.bootstrapPort}`, '--agent-binary', dist('kb-agent'));
+    }
     const p = new Proc('coordinator', process.execPath, [
       dist('kb-coordinator.cjs'), 'run',
       '--inventory', this.inventoryFile, '--versions', this.versionsFile, '--settings', this.settingsFile,
-      '--data-dir', path.join(this.dir, 'coordinator'), '--listen', `127.0.0.1:${this.port}`, '--plaintext',
-      '--heartbeat-ms', String(this.heartbeatMs), '--health-interval-ms', String(this.healthIntervalMs),
+      '--data-dir', this.dataDir, '--listen', this.address, ...tls,
+      '--heartbeat-ms', String(this.heartbeatMs), '--health-interval-ms', String(this.healthIntervalMs), ...this.coordinatorArgs,
     ], path.join(this.dir, 'coordinator.log'));
     this.coordinator = p;
     await waitFor('coordinator listening', () => p.log().includes('kb-coordinator listening') || (!p.running && Promise.reject(new Error(p.log()))), 20_000);
     return p;
   }
 
+  /** A node's TLS directory (node.key, node.crt, ca.crt). */
+  tlsDir(node: string): string {
+    return path.join(this.dir, 'nodes', node, 'tls');
+  }
+
+  /** `kbctl token create` with these arguments; returns the token and the install command. */
+  async createToken(args: string[] = []): Promise<{ token: string; installCommand: string; id: string }> {
+    const r = await this.kbctl(['-o', 'json', 'token', 'create', ...args]);
+    if (r.code !== 0) throw new Error(`kbctl token create failed (${r.code}): ${r.stderr}`);
+    const res = JSON.parse(r.stdout) as { token: string; installCommand: string; info: { id: string } };
+    return { token: res.token, installCommand: res.installCommand, id: res.info.id };
+  }
+
+  /**
+   * Starts the agent of `node`. In mTLS mode its first start enrolls with a join token
+   * (one token with a use per cluster node is shared; a refused enrollment uses none).
+   */
   async startAgent(node: string, env: NodeJS.ProcessEnv = {}): Promise<Proc> {
     const dir = path.join(this.dir, 'nodes', node);
     mkdirSync(dir, { recursive: true });
-    const p = new Proc(`agent-${node}`, dist('kb-agent'), [
-      'run', '--node', node, '--coordinator', `127.0.0.1:${this.port}`, '--state-dir', path.join(dir, 'state'),
-      '--host-root', path.join(dir, 'root'), '--shared-engine', '--plaintext', '--reconcile-interval-ms', '2000',
-    ], path.join(this.dir, `agent-${node}.log`), { DOCKER_HOST: this.tb.dockerHost, ...env });
+    const args = [
+      'run', '--node', node, '--coordinator', this.address, '--state-dir', path.join(dir, 'state'),
+      '--host-root', path.join(dir, 'root'), '--shared-engine', '--reconcile-interval-ms', '2000',
+    ];
+    const extraEnv: NodeJS.ProcessEnv = {};
+    if (this.plaintext) {
+      args.push('--plaintext');
+    } else {
+      args.push('--tls-dir', this.tlsDir(node));
+      if (!existsSync(path.join(this.tlsDir(node), 'node.crt'))) {
+        if (!this.joinToken || this.joinToken.left < 1) {
+          const uses = Math.max(1, this.nodes.length);
+          this.joinToken = { token: (await this.createToken(['--uses', String(uses), '--ttl', '1h', '--description', 'e2e cluster'])).token, left: uses };
+        }
+        extraEnv.KB_TOKEN = this.joinToken.token;
+        extraEnv.KB_BOOTSTRAP = this.bootstrapUrl;
+        if (this.nodes.some((n) => n.name === node)) this.joinToken.left -= 1;
+      }
+    }
+    const p = new Proc(`agent-${node}`, dist('kb-agent'), args, path.join(this.dir, `agent-${node}.log`), { DOCKER_HOST: this.tb.dockerHost, ...extraEnv, ...env });
     this.agents.set(node, p);
     return p;
   }
@@ -123,18 +213,27 @@ export class Cluster {
     }, timeoutMs, 200);
   }
 
+  /**
+   * Runs kbctl against this cluster: with the admin credential (KB_CONFIG), or plaintext in
+   * development mode. `env` entries override; an entry set to undefined removes the variable.
+   */
   kbctl(args: string[], env: NodeJS.ProcessEnv = {}): Promise<KbctlResult> {
-    const t0 = Date.now();
-    return new Promise((resolve) => {
-      execFile(process.execPath, [dist('kbctl.cjs'), ...args], {
-        env: { ...process.env, KB_COORDINATOR: `127.0.0.1:${this.port}`, KB_PLAINTEXT: '1', ...env },
-        timeout: 170_000,
-      }, (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 99) : 0;
-        this.kbctlOutput.push(stdout, stderr);
-        resolve({ code, stdout, stderr, ms: Date.now() - t0 });
-      });
+    const base: NodeJS.ProcessEnv = { ...process.env };
+    for (const k of ['KB_CONFIG', 'KB_COORDINATOR', 'KB_PLAINTEXT']) delete base[k];
+    if (this.plaintext) Object.assign(base, { KB_COORDINATOR: this.address, KB_PLAINTEXT: '1' });
+    else base.KB_CONFIG = this.configFile;
+    const merged = { ...base, ...env };
+    for (const [k, v] of Object.entries(env)) if (v === undefined) delete merged[k];
+    return run(process.execPath, [dist('kbctl.cjs'), ...args], merged).then((r) => {
+      this.kbctlOutput.push(r.stdout, r.stderr);
+      return r;
     });
+  }
+
+  /** Serials of the certificates nodes hold now, from `kbctl nodes -o json`. */
+  async certSerials(): Promise<Record<string, string>> {
+    const r = await this.kbctl(['-o', 'json', 'nodes']);
+    return Object.fromEntries((JSON.parse(r.stdout) as { name: string; certSerial: string }[]).map((n) => [n.name, n.certSerial]));
   }
 
   /** The directory a node's agent maps every host path under (its --host-root). */
@@ -186,4 +285,15 @@ export class Cluster {
     await this.coordinator?.kill('SIGKILL');
     await this.cleanContainers();
   }
+}
+
+/** Runs a command to completion; never rejects (exit code 99 when it could not run or timed out). */
+export function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 170_000): Promise<KbctlResult> {
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    execFile(cmd, args, { env, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 99) : 0;
+      resolve({ code, stdout, stderr, ms: Date.now() - t0 });
+    });
+  });
 }

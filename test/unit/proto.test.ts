@@ -4,8 +4,8 @@ import { kbV1 } from '../../proto/index.js';
 describe('kb.v1 contract', () => {
   it('loads both services with their methods', () => {
     const v1 = kbV1();
-    expect(Object.keys(v1.AgentService.service)).toEqual(['Session']);
-    expect(Object.keys(v1.ControlService.service).sort()).toEqual(['ImportSecrets', 'ListNodes', 'ListSecrets', 'Plan', 'Rollout', 'RolloutStatus', 'RotateSecret']);
+    expect(Object.keys(v1.AgentService.service)).toEqual(['Session', 'Renew']);
+    expect(Object.keys(v1.ControlService.service).sort()).toEqual(['CreateToken', 'ImportSecrets', 'ListNodes', 'ListSecrets', 'ListTokens', 'Plan', 'RemoveToken', 'Rollout', 'RolloutStatus', 'RotateSecret']);
   });
 
   it('round-trips a desired module state through the real codec', () => {
@@ -25,5 +25,18 @@ describe('kb.v1 contract', () => {
     expect(back.desired.containers[0].env).toEqual({ A: 'b' });
     expect(back.desired.files[0].content.toString()).toBe('hi');
     expect(back.desired.healthChecks[0].expectRole).toBe('master');
+  });
+
+  it('round-trips the token and renewal messages', () => {
+    const create = kbV1().ControlService.service.CreateToken!;
+    const back = create.responseDeserialize(create.responseSerialize({
+      token: 'K10ab::id.secret', installCommand: 'curl ...',
+      info: { id: 'abc123', createdMs: 1, expiresMs: 2, uses: 3, used: 1, node: 'redis-01', state: 'valid', description: 'd', usedBy: ['redis-01'] },
+    })) as Record<string, any>;
+    expect(back.info.usedBy).toEqual(['redis-01']);
+    expect(back.info.expiresMs).toBe(2);
+    const renew = kbV1().AgentService.service.Renew!;
+    const r = renew.responseDeserialize(renew.responseSerialize({ certificatePem: 'C', caPem: 'A', notAfterMs: 5, serial: 'ff' })) as Record<string, any>;
+    expect(r).toEqual({ certificatePem: 'C', caPem: 'A', notAfterMs: 5, serial: 'ff' });
   });
 });

@@ -1,0 +1,4 @@
+export * from './x509.js';
+export * from './token.js';
+export * from './files.js';
+export * from './warnings.js';
