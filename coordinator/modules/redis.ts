@@ -4,6 +4,7 @@ import type { Problem } from '../../shared/errors/index.js';
 import { container, healthCheck } from '../../shared/plan/builders.js';
 import type { ModuleDefinition, NodeDesired, RawSettings, RenderInput } from './types.js';
 import { checkSettings } from './settings.js';
+import { redisAuth } from './redis-auth.js';
 
 /** Settings of the redis module (settings file key `redis`). */
 export interface RedisSettings {
@@ -39,6 +40,7 @@ export const redisModule: ModuleDefinition<RedisSettings> = {
   description: 'Redis master + replicas (ROLE=redis), bound to each node private address',
   imageKeys: { redis: 'redis_image' },
   credentials: ['redis'],
+  verifies: ['redis'],
 
   hosts(inv) {
     const all = serversByRole(inv, 'redis');
@@ -64,12 +66,14 @@ export const redisModule: ModuleDefinition<RedisSettings> = {
     });
   },
 
-  render({ inventory, node, images, settings, nodeSettings }: RenderInput<RedisSettings>): NodeDesired {
+  render({ inventory, node, images, settings, nodeSettings, secrets }: RenderInput<RedisSettings>): NodeDesired {
     const s = { ...settings, ...nodeSettings };
     const master = masters(inventory)[0];
     if (!master) throw new Error('redis: no master in inventory');
     const isMaster = master.hostname === node.hostname;
+    const auth = redisAuth(secrets?.redis);
     const args = [
+      ...auth.argsPrefix,
       '--bind', node.privateIp,
       '--port', String(s.port),
       '--appendonly', 'yes',
@@ -83,14 +87,16 @@ export const redisModule: ModuleDefinition<RedisSettings> = {
         name: 'redis',
         image: images.redis!,
         args,
-        volumes: [{ hostPath: s.data_dir, containerPath: '/data', readOnly: false }],
+        env: auth.env,
+        volumes: [{ hostPath: s.data_dir, containerPath: '/data', readOnly: false }, ...auth.volumes],
         restartPolicy: 'unless-stopped',
         order: 1,
       })],
       files: [],
+      secretFiles: auth.secretFiles,
       healthChecks: [
         healthCheck({ name: 'redis-port', kind: 'tcp', host: node.privateIp, port: s.port }),
-        healthCheck({ name: 'redis-role', kind: 'redis-role', host: node.privateIp, port: s.port, expectRole: isMaster ? 'master' : 'slave' }),
+        healthCheck({ name: 'redis-role', kind: 'redis-role', host: node.privateIp, port: s.port, expectRole: isMaster ? 'master' : 'slave', ...auth.check }),
       ],
     };
   },

@@ -86,3 +86,8 @@ export function findIn(needles: { value: string; where: string }[], sources: { n
 export function readSources(files: string[]): { name: string; data: Buffer }[] {
   return files.map((f) => ({ name: f, data: readFileSync(f) }));
 }
+
+/** REDIS_PASSWORD as a client on `node` gets it: `source` of the node's redis.env. */
+export async function redisPasswordOn(cluster: Cluster, node: string): Promise<string> {
+  return (await sourceWithShell(path.join(credentialsDirOf(cluster, node), 'redis.env'), ['REDIS_PASSWORD'])).REDIS_PASSWORD!;
+}
