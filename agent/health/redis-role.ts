@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import type { ContainerSpec, HealthCheck, ModuleState } from '../../proto/types.js';
 import { errorMessage } from '../../shared/errors/index.js';
+import { checkPassword } from './password.js';
 import type { CheckInput, Outcome } from './types.js';
 
 /** Fields of `INFO replication` this check reads. */
@@ -84,19 +85,8 @@ export function redisPassword(state: ModuleState, check: Pick<HealthCheck, 'cont
 export async function redisRoleCheck({ ctx, state, check, timeoutMs }: CheckInput): Promise<Outcome> {
   const host = check.host || '127.0.0.1';
   const port = check.port || 6379;
-  let password: string | undefined;
-  if (check.credentialsFile) {
-    // The password comes from the credentials file the agent wrote (never from the state).
-    const variable = check.passwordVar || 'REDIS_PASSWORD';
-    try {
-      password = await ctx.credentials?.variable(check.credentialsFile, variable);
-    } catch (err) {
-      return { ok: false, observed: `password from ${check.credentialsFile}: ${errorMessage(err)}` };
-    }
-    if (password === undefined) return { ok: false, observed: `password from ${check.credentialsFile}: file or ${variable} missing` };
-  } else {
-    password = redisPassword(state, check);
-  }
+  const { password, error } = await checkPassword(ctx, state, check);
+  if (error) return { ok: false, observed: error };
   const client = new Redis({
     host, port, lazyConnect: true, connectTimeout: timeoutMs, commandTimeout: timeoutMs,
     maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false,

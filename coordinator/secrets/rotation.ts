@@ -84,14 +84,15 @@ export class RotationDriver {
     const state = await this.deps.secrets.getState(name);
     if (!state) throw new SecretError(`${spec.file} has no version yet`);
     let rotation: RotationRecord;
+    const options = { maxParallel: opts.maxParallel, healthyDeadlineMs: opts.healthyDeadlineMs, minHealthyTimeMs: opts.minHealthyTimeMs };
     if (state.rotation && state.rotation.state !== 'succeeded') {
-      rotation = { ...state.rotation, state: 'running', error: '', updatedMs: Date.now() };
+      rotation = { ...state.rotation, state: 'running', error: '', options, updatedMs: Date.now() };
       this.deps.log.info({ secret: name, from: rotation.from, to: rotation.to, phase: rotation.phase }, `resuming rotation of ${name}`);
     } else {
       const previous = await this.deps.secrets.values(name, state.active);
       const to = await this.deps.secrets.createVersion(name, generateVars(spec, previous), 'rotated');
       const now = Date.now();
-      rotation = { from: state.active, to, phase: 'accept', state: 'running', error: '', rollouts: [], startedMs: now, updatedMs: now };
+      rotation = { from: state.active, to, phase: 'accept', state: 'running', error: '', rollouts: [], options, startedMs: now, updatedMs: now };
       this.deps.log.info({ secret: name, from: state.active, to }, `rotation of ${name} started: version ${state.active} -> ${to}`);
     }
     await this.save(state, rotation);
@@ -102,7 +103,7 @@ export class RotationDriver {
   /** Continues every rotation left running by a previous process. Call once at start-up, after the engine resumed. */
   async resumeAll(): Promise<void> {
     for (const s of await this.deps.store.listSecretStates()) {
-      if (s.rotation?.state === 'running' && !this.running.has(s.name)) this.launch(s.name, {});
+      if (s.rotation?.state === 'running' && !this.running.has(s.name)) this.launch(s.name, s.rotation.options ?? {});
     }
   }
 
@@ -129,7 +130,7 @@ export class RotationDriver {
       await this.save(next, r);
       const modules = r.phase === 'switch' ? users : verifiers;
       for (const m of modules) {
-        const outcome = await this.rollout(name, m, r, opts);
+        const outcome = await this.rollout(name, m, opts);
         if (!outcome.ok) {
           const cur = (await this.deps.secrets.getState(name))!;
           await this.save(cur, { ...cur.rotation!, state: 'failed', error: `phase ${r.phase}: ${outcome.error}` });
@@ -149,7 +150,7 @@ export class RotationDriver {
   }
 
   /** One module's rollout for the current phase; waits for it. Skips modules never rolled out or without hosts. */
-  private async rollout(name: string, m: ModuleDefinition<any>, _r: RotationRecord, opts: RolloutOptions): Promise<{ ok: boolean; error: string }> {
+  private async rollout(name: string, m: ModuleDefinition<any>, opts: RolloutOptions): Promise<{ ok: boolean; error: string }> {
     const { store, engine } = this.deps;
     if (!(await store.latestRevision(m.name))) return { ok: true, error: '' };
     if (m.hosts(this.deps.inputs().inventory).length === 0) return { ok: true, error: '' };

@@ -235,6 +235,8 @@ export interface RotationRecord {
   error: string;
   /** Rollout ids started by this rotation, in order. */
   rollouts: string[];
+  /** Gates of its rollouts (kept so that a resume after a coordinator restart uses the same). */
+  options?: { maxParallel?: number; healthyDeadlineMs?: number; minHealthyTimeMs?: number };
   startedMs: number;
   updatedMs: number;
 }

@@ -200,6 +200,31 @@ describe('rotation of the Redis password', () => {
     }
   });
 
+  it('kill -9 of the coordinator in the middle of a rotation: after a restart it resumes from its phase and completes', async () => {
+    const start = await cluster.kbctl(['secrets', 'rotate', 'redis', '--detach', ...GATE]);
+    expect(start.code).toBe(0);
+    expect(start.stdout).toContain('rotation of redis: version 2 -> 3: phase accept, running');
+    const rotation = async () => (JSON.parse((await cluster.kbctl(['-o', 'json', 'secrets', 'list'])).stdout) as { rotations: { name: string; phase: string; state: string; rollouts: string[] }[] }).rotations[0]!;
+    await waitFor('rotation in its switch phase', async () => (await rotation()).phase === 'switch', 60_000, 100);
+    await cluster.coordinator!.kill('SIGKILL');
+    await sleep(300);
+    await cluster.startCoordinator();
+    const done = await waitFor('rotation finished after the restart', async () => {
+      const r = await rotation();
+      return r.state !== 'running' && r;
+    }, 120_000, 250);
+    if (done.state !== 'succeeded') console.log(JSON.stringify(done), cluster.dumpLogs());
+    expect(done).toMatchObject({ state: 'succeeded', phase: 'retire' });
+    expect(readFileSync(path.join(cluster.dir, 'coordinator.log'), 'utf8')).toContain('resuming');
+    const v2 = storeValues(cluster).get('redis@2')!.REDIS_PASSWORD!;
+    const v3 = storeValues(cluster).get('redis@3')!.REDIS_PASSWORD!;
+    for (const n of REDIS_NODES) {
+      expect(await redisPasswordOn(cluster, n.name)).toBe(v3);
+      expect(await tryAuth(n.ip, v3)).toBe('ok');
+      expect(await tryAuth(n.ip, v2)).toMatch(/WRONGPASS/);
+    }
+  });
+
   it('no secret value of either version is in any log, kbctl output or store file', async () => {
     const needles = secretValuesOf(storeValues(cluster));
     const logs = readSources(filesUnder(cluster.dir).filter((p) => p.endsWith('.log')));
