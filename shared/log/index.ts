@@ -18,7 +18,7 @@ function anyDepth(names: readonly string[]): string[] {
  */
 export const REDACT_PATHS = [
   ...anyDepth(['password', 'token', 'secret', 'secretValues', 'vars', 'authorization', 'masterauth', 'requirepass']),
-  'env', '*.env', '*.*.env', '*.containers[*].env',
+  'env', '*.env', '*.*.env', '*.containers[*].env', '*.*.containers[*].env',
   'content', '*.content', '*.files[*].content', '*.*.files[*].content',
   'headers.authorization',
   ...anyDepth(SECRET_VAR_NAMES),

@@ -50,6 +50,9 @@ describe('credentials on the real engine', () => {
     for (const n of REDIS_NODES) await expectRedisEnv(n.name, 1);
     // minio-01 runs an agent (Ready) but no module that needs redis.env: it has no credentials at all.
     expect(filesUnder(cluster.nodeRoot(MINIO.name))).toEqual([]);
+    // The store's key: made by `kb-coordinator init`, 32 bytes, 0600.
+    const key = statSync(path.join(cluster.dataDir, 'secrets.key'));
+    expect([(key.mode & 0o777).toString(8), key.size]).toEqual(['600', 32]);
     // The generated values are real secrets: 32 characters, different per variable.
     const v = storeValues(cluster).get('redis@1')!;
     expect(v.REDIS_PASSWORD).toMatch(/^[A-Za-z0-9]{32}$/);

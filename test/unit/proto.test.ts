@@ -39,4 +39,25 @@ describe('kb.v1 contract', () => {
     const r = renew.responseDeserialize(renew.responseSerialize({ certificatePem: 'C', caPem: 'A', notAfterMs: 5, serial: 'ff' })) as Record<string, any>;
     expect(r).toEqual({ certificatePem: 'C', caPem: 'A', notAfterMs: 5, serial: 'ff' });
   });
+
+  it('carries secret values beside a desired state (outside the oneof), and references inside it', () => {
+    const session = kbV1().AgentService.service.Session!;
+    const msg = {
+      desired: {
+        module: 'redis', revision: 2, specHash: 'h', containers: [], files: [], healthChecks: [],
+        secrets: [{ name: 'redis', version: 2, file: 'redis.env' }],
+        secretFiles: [{ file: 'redis-server.conf', mode: 0o600, uid: 999, gid: 999, template: 'masterauth {{redis redis@2 REDIS_PASSWORD}}' }],
+      },
+      secretValues: [{ name: 'redis', version: 2, vars: { REDIS_PASSWORD: 'p"$`\\' } }],
+    };
+    const back = session.responseDeserialize(session.responseSerialize(msg)) as Record<string, any>;
+    expect(back.msg).toBe('desired');
+    expect(back.desired.secrets).toEqual([{ name: 'redis', version: 2, file: 'redis.env' }]);
+    expect(back.desired.secretFiles[0].uid).toBe(999);
+    expect(back.secretValues).toEqual([{ name: 'redis', version: 2, vars: { REDIS_PASSWORD: 'p"$`\\' } }]);
+    const req = { secretsRequest: { module: 'redis', revision: 2, specHash: 'h', reason: 'redis.env missing' } };
+    const up = session.requestDeserialize(session.requestSerialize(req)) as Record<string, any>;
+    expect(up.msg).toBe('secretsRequest');
+    expect(up.secretsRequest.reason).toBe('redis.env missing');
+  });
 });
