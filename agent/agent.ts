@@ -6,9 +6,11 @@ import { registerSecretValues, unregisterSecretValues } from '../shared/log/inde
 import { Credentials, CredentialsDir } from './credentials/index.js';
 import { KB_VERSION } from '../shared/version.js';
 import type { ContainerDriver } from './driver/types.js';
+import { ContainerActions } from './actions.js';
 import { FactsCollector } from './facts.js';
-import { runChecks } from './health/index.js';
-import { containerStatuses, isConverged, reconcileModule, removeModule, type ReconcileContext } from './reconcile/index.js';
+import { FollowerManager } from './follower/manager.js';
+import { runChecks, type HealthContext } from './health/index.js';
+import { containerStatuses, hostPathFor, isConverged, reconcileModule, removeModule, type ReconcileContext } from './reconcile/index.js';
 import { AgentSession, type Backoff } from './session.js';
 import { DesiredStore, type DesiredFile } from './state.js';
 import { pausePoint } from './testing/pause.js';
@@ -53,6 +55,9 @@ export class Agent {
   private desired: DesiredFile;
   private readonly ctx: ReconcileContext;
   private readonly facts: FactsCollector;
+  private readonly actions: ContainerActions;
+  private readonly followers: FollowerManager;
+  private readonly healthCtx: HealthContext;
   private session: AgentSession | undefined;
   private queue: Promise<void> = Promise.resolve();
   private timers: NodeJS.Timeout[] = [];
@@ -74,9 +79,21 @@ export class Agent {
       sharedEngine: Boolean(opts.sharedEngine),
       log,
       pause: (point) => pausePoint(point, log),
+      isHeld: (module, container) => this.actions.isHeld(module, container),
       credentials: new Credentials(new CredentialsDir(opts.hostRoot ?? '/'), opts.stateDir),
       onSecretsMissing: (state, reason) => this.requestSecrets(state, reason),
     };
+    this.actions = new ContainerActions({ ctx: this.ctx, log, onRestored: () => this.scheduleReconcileAll('container restored') });
+    this.followers = new FollowerManager({
+      hostPath: (p) => hostPathFor(this.ctx, p), log,
+      readAuth: (file) => {
+        const vars = this.ctx.credentials!.variablesSync(file);
+        if (!vars) return undefined;
+        const auth = (v: string | undefined) => (v ? { password: v } : undefined);
+        return { redis: auth(vars.get('REDIS_PASSWORD')), sentinel: auth(vars.get('REDIS_SENTINEL_PASSWORD')) };
+      },
+    });
+    this.healthCtx = { ...this.ctx, follower: (module) => this.followers.outcome(module) };
     this.facts = new FactsCollector(opts.hostRoot ?? '/');
     this.heartbeatMs = opts.heartbeatIntervalMs ?? 5000;
     this.healthMs = opts.healthIntervalMs ?? 5000;
@@ -94,6 +111,7 @@ export class Agent {
     const stale = await this.ctx.credentials!.dir.cleanupTemps();
     if (stale) this.log.warn({ count: stale }, 'removed temporary credentials files left by an interrupted write');
     this.scheduleReconcileAll('start');
+    this.followers.sync(Object.values(this.desired.modules));
     this.timers.push(setInterval(() => this.scheduleReconcileAll('interval'), this.opts.reconcileIntervalMs ?? 10_000));
     this.stopEvents = this.driver.events((e) => {
       if (e.action === 'die' || e.action === 'destroy' || e.action === 'stop') this.scheduleReconcileAll(`container ${e.action}`);
@@ -122,6 +140,8 @@ export class Agent {
     for (const t of this.timers) clearInterval(t);
     clearInterval(this.heartbeatTimer);
     clearInterval(this.healthTimer);
+    this.actions.clear();
+    await this.followers.stopAll();
     await this.queue;
   }
 
@@ -138,8 +158,13 @@ export class Agent {
         const { [module]: _gone, ...rest } = this.desired.modules;
         this.desired = { version: 1, modules: rest };
         this.desiredStore.save(this.desired);
+        this.followers.sync(Object.values(this.desired.modules));
         await removeModule(this.ctx, module);
       });
+    } else if (msg.containerAction) {
+      // Not queued behind applies: a drill measures from the moment the action is done.
+      // ContainerActions serializes with reconciles of the same module itself.
+      void this.actions.handle(msg.containerAction).then((r) => this.session?.send({ containerActionResult: r }));
     } else if (msg.ping) {
       this.session?.send({ heartbeat: { sentAtMs: Date.now() } });
     }
@@ -157,6 +182,7 @@ export class Agent {
         this.desired = { version: 1, modules: { ...this.desired.modules, [state.module]: state } };
         this.desiredStore.save(this.desired);
         await pausePoint('desired-saved', this.log);
+        this.followers.sync(Object.values(this.desired.modules));
       }
       this.session?.send({ ack: { module: state.module, revision: state.revision, specHash: state.specHash } });
       const result: ApplyResult = { module: state.module, revision: state.revision, specHash: state.specHash, ok: true, error: '', changed: false, actions: [] };
@@ -176,6 +202,8 @@ export class Agent {
       }
       values.clear();
       unregisterSecretValues(plain);
+      // Credentials files may have changed (a rotation): followers pick up new passwords.
+      this.followers.sync(Object.values(this.desired.modules));
       this.session?.send({ result });
       await this.reportHealth();
     });
@@ -210,6 +238,7 @@ export class Agent {
           this.log.error({ module: state.module, reason, err: errorMessage(err) }, 'reconcile failed');
         }
       }
+      this.followers.sync(Object.values(this.desired.modules));
     });
   }
 
@@ -231,7 +260,7 @@ export class Agent {
       const states = Object.values(this.desired.modules);
       const modules: ModuleHealth[] = await Promise.all(states.map(async (s) => {
         const [own, creds, converged] = await Promise.all([
-          runChecks(this.ctx, s).catch((err: unknown) => [{ name: 'checks', ok: false, observed: errorMessage(err) }]),
+          runChecks(this.healthCtx, s).catch((err: unknown) => [{ name: 'checks', ok: false, observed: errorMessage(err) }]),
           this.ctx.credentials!.checks(s),
           isConverged(this.ctx, s).catch(() => false),
         ]);

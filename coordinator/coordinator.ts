@@ -9,6 +9,7 @@ import { KbError } from '../shared/errors/index.js';
 import { BootstrapServer } from './bootstrap/server.js';
 import { installCommand, renderInstallScript } from './bootstrap/script.js';
 import { RegistryResolver, type ImageResolver } from './images/resolve.js';
+import { Drills } from './drill/index.js';
 import { Inputs, type InputFiles } from './inputs.js';
 import { DEFAULT_NODE_CERT_TTL_MS, Enroller } from './pki/enroll.js';
 import { loadPki, type Pki } from './pki/pki.js';
@@ -149,6 +150,7 @@ export class Coordinator {
   readonly inputs: Inputs;
   readonly secrets: SecretService;
   readonly rotation: RotationDriver;
+  readonly drills: Drills;
   private readonly server = new grpc.Server(SERVER_OPTIONS);
   private readonly resolver: ImageResolver;
   private readonly auth: Authenticator;
@@ -169,6 +171,7 @@ export class Coordinator {
     this.secrets = new SecretService(this.store, ensureSecretKey(config.dataDir), log);
     this.engine = new RolloutEngine({ store: this.store, sessions: this.sessions, resolver: this.resolver, log, inputs: () => this.inputs.current(), secrets: this.secrets });
     this.rotation = new RotationDriver({ store: this.store, secrets: this.secrets, engine: this.engine, log, inputs: () => this.inputs.current() });
+    this.drills = new Drills({ sessions: this.sessions, store: this.store, log, inputs: () => this.inputs.current(), auth: () => this.secrets.redisAuth() });
     const v1 = kbV1();
     this.server.addService(v1.AgentService.service, {
       Session: agentSessionHandler({
@@ -188,6 +191,7 @@ export class Coordinator {
       store: this.store,
       sessions: this.sessions,
       engine: this.engine,
+      drills: this.drills,
       resolver: this.resolver,
       log,
       inputs: () => this.inputs.current(),

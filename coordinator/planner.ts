@@ -7,6 +7,7 @@ import { findCredential, findSecretsInValue, mayReceive, templateRefs } from '..
 import { registerSecretValues } from '../shared/log/index.js';
 import type { ImageResolver } from './images/resolve.js';
 import { emptySettings } from './modules/settings-file.js';
+import { getModule } from './modules/index.js';
 import type { ModuleDefinition, NodeDesired, PlanInputs, SecretVersions } from './modules/types.js';
 
 /** Desired state of one module on every one of its nodes, images pinned by digest. */
@@ -34,6 +35,13 @@ export async function computeDesired(
   const s = def.settings(raw, inputs.inventory);
   problems.push(...s.problems);
   problems.push(...settingsSecrets(def.name, raw));
+  const peers: Record<string, unknown> = {};
+  for (const name of def.uses ?? []) {
+    const peer = getModule(name);
+    const ps = peer.settings(inputs.settings[name] ?? emptySettings('(no settings file)'), inputs.inventory);
+    problems.push(...ps.problems);
+    peers[name] = ps.settings;
+  }
   const tagged: Record<string, string> = {};
   for (const [logical, key] of Object.entries(def.imageKeys)) {
     try {
@@ -66,7 +74,7 @@ export async function computeDesired(
   const states: Record<string, ModuleState> = {};
   for (const node of hosts) {
     const desired = def.render({
-      inventory: inputs.inventory, node, images, settings: s.settings, nodeSettings: s.nodes[node.hostname] ?? {}, ...(mine ? { secrets: mine } : {}),
+      inventory: inputs.inventory, node, images, settings: s.settings, nodeSettings: s.nodes[node.hostname] ?? {}, peers, ...(mine ? { secrets: mine } : {}),
     });
     states[node.hostname] = withSpecHash({ ...withCredentials(def, desired, mine), revision: 0 });
   }

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type {
-  AgentMessage, ApplyResult, CoordinatorMessage, HealthReport, ModuleHealth, NodeFacts, ProgressEvent,
+  AgentMessage, ApplyResult, ContainerActionResult, CoordinatorMessage, HealthReport, ModuleHealth, NodeFacts, ProgressEvent,
 } from '../proto/types.js';
 
 /**
@@ -30,6 +30,7 @@ export interface SessionEvents {
   health: [node: string, report: HealthReport];
   result: [node: string, result: ApplyResult];
   progress: [node: string, event: ProgressEvent];
+  actionResult: [node: string, result: ContainerActionResult];
 }
 
 /**
@@ -104,6 +105,8 @@ export class SessionRegistry extends EventEmitter<SessionEvents> {
       this.emit('result', session.node, msg.result);
     } else if (msg.progress) {
       this.emit('progress', session.node, msg.progress);
+    } else if (msg.containerActionResult) {
+      this.emit('actionResult', session.node, msg.containerActionResult);
     }
   }
 }

@@ -21,7 +21,7 @@ export interface ContainerSpec {
 
 export interface FileSpec { path: string; mode: number; content: Buffer }
 
-export type HealthCheckKind = 'tcp' | 'http' | 'exec' | 'redis-role';
+export type HealthCheckKind = 'tcp' | 'http' | 'exec' | 'redis-role' | 'redis-replication' | 'redis-sentinel' | 'redis-setget' | 'redis-follower';
 
 export interface HealthCheck {
   name: string;
@@ -34,10 +34,27 @@ export interface HealthCheck {
   expectRole: string;
   minReplicas: number;
   timeoutMs: number;
+  /** redis-replication: the local Sentinel; redis-sentinel: every Sentinel ("host:port"). */
+  sentinels: string[];
+  masterName: string;
+  minSentinels: number;
   /** redis-role: password from this credentials file ("redis.env")... */
   credentialsFile?: string;
   /** ...variable ("REDIS_PASSWORD"). */
   passwordVar?: string;
+}
+
+export interface RedisMasterFollower {
+  masterName: string;
+  sentinels: string[];
+  runtimeSocket: string;
+  backend: string;
+  server: string;
+  serverStateFile: string;
+  reconcileIntervalMs: number;
+  timeoutMs: number;
+  /** Credentials file with REDIS_PASSWORD and REDIS_SENTINEL_PASSWORD; absent or "" = no auth. */
+  credentialsFile?: string;
 }
 
 /** A reference to one version of one credentials file; never a value. */
@@ -54,6 +71,8 @@ export interface ModuleState {
   containers: ContainerSpec[];
   files: FileSpec[];
   healthChecks: HealthCheck[];
+  /** Set only on nodes that run a follower; null (or absent) otherwise. */
+  redisFollower?: RedisMasterFollower | null;
   /** Part of the spec hash when non-empty. Absent = none (states built before credentials existed). */
   secrets?: SecretRef[];
   secretFiles?: SecretFile[];
@@ -93,17 +112,20 @@ export interface ApplyResult {
   module: string; revision: number; specHash: string; ok: boolean; error: string; changed: boolean; actions: string[];
 }
 
+export interface ContainerActionResult { id: string; ok: boolean; error: string; doneAtMs: number; state: string }
+
 export interface SecretsRequest { module: string; revision: number; specHash: string; reason: string }
 
 /** Exactly one member is set (grpc-js also sets `msg` to the member's name). */
 export interface AgentMessage {
-  msg?: 'hello' | 'heartbeat' | 'health' | 'ack' | 'progress' | 'result' | 'secretsRequest';
+  msg?: 'hello' | 'heartbeat' | 'health' | 'ack' | 'progress' | 'result' | 'containerActionResult' | 'secretsRequest';
   hello?: Hello;
   heartbeat?: Heartbeat;
   health?: HealthReport;
   ack?: PlanAck;
   progress?: ProgressEvent;
   result?: ApplyResult;
+  containerActionResult?: ContainerActionResult;
   secretsRequest?: SecretsRequest;
 }
 
@@ -111,14 +133,17 @@ export interface Ping { sentAtMs: number }
 export interface Cancel { module: string; revision: number; reason: string }
 export interface SessionSettings { heartbeatIntervalMs: number; healthIntervalMs: number }
 export interface RemoveModule { module: string }
+export type ContainerActionKind = 'stop' | 'kill' | 'pause' | 'start';
+export interface ContainerAction { id: string; module: string; container: string; action: ContainerActionKind | string; holdMs: number }
 
 export interface CoordinatorMessage {
-  msg?: 'desired' | 'ping' | 'cancel' | 'settings' | 'remove';
+  msg?: 'desired' | 'ping' | 'cancel' | 'settings' | 'remove' | 'containerAction';
   desired?: ModuleState;
   ping?: Ping;
   cancel?: Cancel;
   settings?: SessionSettings;
   remove?: RemoveModule;
+  containerAction?: ContainerAction;
   /** Only with `desired`: the values of its SecretRefs. */
   secretValues?: SecretValue[];
 }
@@ -170,6 +195,23 @@ export interface CreateTokenResponse { token: string; info: TokenInfo | null; in
 export interface ListTokensResponse { tokens: TokenInfo[] }
 export interface RemoveTokenRequest { id: string }
 export interface RemoveTokenResponse { info: TokenInfo | null }
+export interface DrillRequest {
+  drill: string; mode: string; via: string; failoverTimeoutMs: number; healthyDeadlineMs: number; writeIntervalMs: number;
+}
+export interface DrillEvent { atMs: number; source: string; what: string }
+export interface DrillReport {
+  drill: string; mode: string; ok: boolean; error: string;
+  oldMasterNode: string; oldMaster: string; newMasterNode: string; newMaster: string; proxy: string;
+  promotionMs: number; switchMs: number; writeOutageMs: number;
+  writesAcked: number; writesLost: number; writesFailed: number;
+  rejoinMs: number; healthyAfter: boolean; timeline: DrillEvent[];
+  startedMs: number; finishedMs: number; failedAtMs: number; switchMasterAtMs: number;
+  firstAckNewAtMs: number; lastAckOldAtMs: number; returnedToOld: boolean;
+}
+export interface DrillUpdate { msg?: 'event' | 'report'; event?: DrillEvent; report?: DrillReport }
+export interface HealthRequest { module: string }
+export interface NodeHealth { node: string; connected: boolean; modules: ModuleHealth[]; observedAtMs: number }
+export interface HealthResponse { nodes: NodeHealth[] }
 
 export interface SecretVersionInfo {
   name: string; file: string; version: number; state: string; source: string; createdMs: number;

@@ -81,9 +81,19 @@ export class Credentials {
    * health check). Undefined when the file or variable is missing. Refuses a symlink.
    */
   async variable(file: string, variable: string): Promise<string | undefined> {
+    return (await this.variables(file))?.get(variable);
+  }
+
+  /** Every variable of credentials file `file`, or undefined when it is missing. Refuses a symlink. */
+  async variables(file: string): Promise<Map<string, string> | undefined> {
     const text = await this.dir.read(file);
-    if (text === undefined) return undefined;
-    return parseEnvFile(text, file).vars.get(variable);
+    return text === undefined ? undefined : parseEnvFile(text, file).vars;
+  }
+
+  /** Same as `variables`, synchronously (for callers that cannot wait: the follower manager). */
+  variablesSync(file: string): Map<string, string> | undefined {
+    const text = this.dir.readSync(file);
+    return text === undefined ? undefined : parseEnvFile(text, file).vars;
   }
 }
 

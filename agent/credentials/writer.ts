@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { closeSync, constants, openSync, readFileSync } from 'node:fs';
 import { chmod, lstat, mkdir, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { CREDENTIALS_DIR } from '../../shared/credentials/index.js';
@@ -134,6 +134,25 @@ export class CredentialsDir {
       return await fh.readFile('utf8');
     } finally {
       await fh.close();
+    }
+  }
+
+  /** Same as `read`, synchronously. */
+  readSync(name: string): string | undefined {
+    const file = this.fileFor(name);
+    let fd: number;
+    try {
+      fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return undefined;
+      if (code === 'ELOOP') throw new CredentialsRefusedError(`refused to read ${file}: it is a symlink`);
+      throw err;
+    }
+    try {
+      return readFileSync(fd, 'utf8');
+    } finally {
+      closeSync(fd);
     }
   }
 

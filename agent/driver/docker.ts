@@ -164,6 +164,37 @@ export class DockerDriver implements ContainerDriver {
     }
   }
 
+  async kill(id: string, signal: string): Promise<void> {
+    await this.own(id, 'kill');
+    try {
+      await this.docker.getContainer(id).kill({ signal });
+    } catch (err) {
+      throw new DriverError(`kill (${signal}) container`, id, this.node, err, statusOf(err));
+    }
+  }
+
+  async pause(id: string): Promise<void> {
+    await this.own(id, 'pause');
+    try {
+      await this.docker.getContainer(id).pause();
+    } catch (err) {
+      // 409 "is already paused"
+      if (statusOf(err) === 409 && /already paused/i.test(engineMessage(err))) return;
+      throw new DriverError('pause container', id, this.node, err, statusOf(err));
+    }
+  }
+
+  async unpause(id: string): Promise<void> {
+    await this.own(id, 'unpause');
+    try {
+      await this.docker.getContainer(id).unpause();
+    } catch (err) {
+      // 409 "is not paused"
+      if (statusOf(err) === 409 && /not paused/i.test(engineMessage(err))) return;
+      throw new DriverError('unpause container', id, this.node, err, statusOf(err));
+    }
+  }
+
   async remove(id: string): Promise<void> {
     if (!(await this.own(id, 'remove', true))) return;
     try {

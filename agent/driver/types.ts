@@ -46,6 +46,16 @@ export interface ContainerDriver {
   start(id: string): Promise<void>;
   /** Stops a container (SIGTERM, then SIGKILL after `timeoutS`); a no-op when it is not running. */
   stop(id: string, timeoutS: number): Promise<void>;
+  /**
+   * Sends `signal` (e.g. "SIGKILL") to the container's main process. Through the engine API,
+   * so Docker records the container as stopped by hand: its restart policy does not restart
+   * it (Docker 20.10). Throws `DriverError` when it is not running.
+   */
+  kill(id: string, signal: string): Promise<void>;
+  /** Freezes every process of the container (cgroup freezer); a no-op when already paused. */
+  pause(id: string): Promise<void>;
+  /** Thaws a paused container; a no-op when it is not paused. */
+  unpause(id: string): Promise<void>;
   /** Removes a container and its anonymous volumes, running or not; a no-op when it is already gone. */
   remove(id: string): Promise<void>;
   /** The container if it exists and is kb-managed, otherwise undefined. */

@@ -4,6 +4,7 @@ import { byOrder } from '../reconcile/names.js';
 import { findContainer } from './container.js';
 import { execCheck } from './exec.js';
 import { httpCheck } from './http.js';
+import { redisFollowerCheck, redisReplicationCheck, redisSentinelCheck, redisSetGetCheck } from './redis-ha.js';
 import { redisRoleCheck } from './redis-role.js';
 import { tcpCheck } from './tcp.js';
 import type { CheckFn, HealthContext, Outcome } from './types.js';
@@ -21,6 +22,10 @@ export const CHECKS: Readonly<Record<string, CheckFn>> = {
   http: httpCheck,
   exec: execCheck,
   'redis-role': redisRoleCheck,
+  'redis-replication': redisReplicationCheck,
+  'redis-sentinel': redisSentinelCheck,
+  'redis-setget': redisSetGetCheck,
+  'redis-follower': redisFollowerCheck,
 };
 
 /** Name of the synthetic check that a module container runs. */

@@ -10,6 +10,8 @@ export interface HealthContext {
   /** Same meaning as ReconcileContext.sharedEngine (engine names `${node}_${name}`). */
   sharedEngine: boolean;
   log: Logger;
+  /** The master follower's state for a module (redis-follower checks); undefined when none runs. */
+  follower?: (module: string) => Outcome | undefined;
   /** Read access to credentials files (checks whose password comes from one). */
   credentials?: Credentials;
 }

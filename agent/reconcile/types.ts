@@ -21,6 +21,11 @@ export interface ReconcileContext {
   log: Logger;
   /** Called for every action taken and every image pull progress line. Must not throw. */
   onProgress?: (step: string, message: string) => void;
+  /**
+   * True while a drill holds a container stopped, killed or paused (agent/actions.ts): the
+   * containers step then neither starts, creates nor replaces it. Undefined: nothing is held.
+   */
+  isHeld?: (module: string, container: string) => boolean;
   /** Test-only pause points (see agent/testing/pause.ts); undefined in production paths. */
   pause?: (point: string) => Promise<void>;
   /** The credentials directory (absent: a state with credentials fails to apply). */

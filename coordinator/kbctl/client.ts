@@ -1,9 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { CHANNEL_OPTIONS, kbV1 } from '../../proto/index.js';
 import type {
-  CreateTokenRequest, CreateTokenResponse, ImportSecretsRequest, ImportSecretsResponse, ListNodesResponse, ListSecretsResponse, ListTokensResponse,
-  PlanRequest, PlanResponse, RemoveTokenResponse, RolloutRequest, RolloutStatusRequest, RolloutStatusResponse, RolloutUpdate, RotateSecretRequest,
-  RotateSecretUpdate,
+  CreateTokenRequest, CreateTokenResponse, DrillRequest, DrillUpdate, HealthRequest, HealthResponse, ImportSecretsRequest, ImportSecretsResponse,
+  ListNodesResponse, ListSecretsResponse, ListTokensResponse, PlanRequest, PlanResponse, RemoveTokenResponse, RolloutRequest, RolloutStatusRequest,
+  RolloutStatusResponse, RolloutUpdate, RotateSecretRequest, RotateSecretUpdate,
 } from '../../proto/types.js';
 import { KbError } from '../../shared/errors/index.js';
 
@@ -64,6 +64,10 @@ export class ControlClient {
     return this.unary('ListNodes', {});
   }
 
+  health(req: HealthRequest): Promise<HealthResponse> {
+    return this.unary('Health', req);
+  }
+
   plan(req: PlanRequest): Promise<PlanResponse> {
     return this.unary('Plan', req);
   }
@@ -90,17 +94,22 @@ export class ControlClient {
     return this.stream('Rollout', req, onUpdate);
   }
 
-  private stream<U>(method: string, req: unknown, onUpdate: (u: U) => void): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const call = this.client[method](req) as grpc.ClientReadableStream<U>;
-      call.on('data', onUpdate);
-      call.on('error', (err: grpc.ServiceError) => reject(new ControlError(err.code, describe(err, this.plaintext))));
-      call.on('end', () => resolve());
-    });
+  /** Streams a drill's events and final report to `onUpdate`; resolves when the coordinator ends the stream. */
+  drill(req: DrillRequest, onUpdate: (u: DrillUpdate) => void): Promise<void> {
+    return this.stream('Drill', req, onUpdate);
   }
 
   close(): void {
     this.client.close();
+  }
+
+  private stream<T>(method: string, req: unknown, onUpdate: (u: T) => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const call = this.client[method](req) as grpc.ClientReadableStream<T>;
+      call.on('data', onUpdate);
+      call.on('error', (err: grpc.ServiceError) => reject(new ControlError(err.code, describe(err, this.plaintext))));
+      call.on('end', () => resolve());
+    });
   }
 
   private unary<T>(method: string, req: unknown): Promise<T> {

@@ -7,7 +7,7 @@ import { InputError, errorMessage, formatProblem } from '../../shared/errors/ind
 import { validateFiles } from '../../shared/validate/index.js';
 import { loadVersions, shellExports } from '../../shared/versions/index.js';
 import { KB_VERSION } from '../../shared/version.js';
-import type { RolloutInfo, RolloutUpdate } from '../../proto/types.js';
+import type { DrillReport, RolloutInfo, RolloutUpdate } from '../../proto/types.js';
 import { ControlClient, ControlError } from './client.js';
 import { readKbConfig, resolveConfigPath } from './config.js';
 import { ago, bytes, clock, parseDuration, stdio, table, type Printer } from './printer.js';
@@ -59,6 +59,30 @@ export function buildProgram(p: Printer, setExit: (code: number) => void): Comma
             ago(n.lastSeenMs),
           ]),
         ));
+      } finally {
+        c.close();
+      }
+    });
+
+  program
+    .command('health [module]')
+    .description('every health check of each node, with what it observed (a stored report, marked stale, when the agent is not connected)')
+    .action(async (module: string | undefined) => {
+      const c = client();
+      try {
+        const res = await c.health({ module: module ?? '' });
+        if (globals().output === 'json') return p.out(JSON.stringify(res.nodes, null, 2));
+        if (!res.nodes.length) return p.out(module ? `no health report for module ${module} yet` : 'no health report yet');
+        const rows: string[][] = [];
+        for (const n of res.nodes) {
+          for (const m of n.modules) {
+            for (const ch of m.checks) {
+              rows.push([n.node, `${m.module}@${m.revision}`, ch.name, ch.ok ? 'ok' : 'FAIL', `${n.connected ? '' : '(stale) '}${ch.observed}`]);
+            }
+          }
+        }
+        p.out(table(['NODE', 'MODULE', 'CHECK', 'OK', 'OBSERVED'], rows));
+        if (res.nodes.some((n) => n.modules.some((m) => !m.healthy || !m.converged))) setExit(EXIT.failed);
       } finally {
         c.close();
       }
@@ -212,6 +236,36 @@ export function buildProgram(p: Printer, setExit: (code: number) => void): Comma
       }
     });
 
+  const drill = program.command('drill').description('cause a failure on purpose and measure it: `kbctl drill redis-failover`');
+  drill
+    .command('redis-failover')
+    .description('stop (or pause, or kill) the Redis master through its agent while writing through HAProxy; report promotion time, switch time, write outage and lost writes; bring the old master back as a replica')
+    .addOption(new Option('--mode <mode>', 'how the master fails').choices(['stop', 'pause', 'kill']).default('stop'))
+    .option('--via <node>', 'HAProxy node to write through (default: the first one)')
+    .option('--failover-timeout <duration>', 'promotion and switch must happen within', '90s')
+    .option('--healthy-deadline <duration>', 'healthy again after the old master restarted, within', '120s')
+    .option('--write-interval <duration>', 'one acknowledged write every', '5ms')
+    .action(async (o: { mode: string; via?: string; failoverTimeout: string; healthyDeadline: string; writeInterval: string }) => {
+      const c = client();
+      const json = globals().output === 'json';
+      let report: DrillReport | undefined;
+      try {
+        await c.drill({
+          drill: 'redis-failover', mode: o.mode, via: o.via ?? '', failoverTimeoutMs: parseDuration(o.failoverTimeout),
+          healthyDeadlineMs: parseDuration(o.healthyDeadline), writeIntervalMs: parseDuration(o.writeInterval),
+        }, (u) => {
+          if (u.event && !json) p.out(`${clock(u.event.atMs)} ${u.event.source.padEnd(26)} ${u.event.what}`);
+          if (u.report) report = u.report;
+        });
+      } finally {
+        c.close();
+      }
+      if (!report) throw new Error('coordinator ended the drill stream without a report');
+      if (json) p.out(JSON.stringify(report, null, 2));
+      else p.out(drillSummary(report));
+      if (!report.ok) setExit(EXIT.failed);
+    });
+
   program
     .command('validate')
     .description('check servers.tsv, versions.yaml (and module settings) incl. secret-looking values; prints FILE:LINE: message per problem, exits 1 if any')
@@ -242,6 +296,25 @@ export function buildProgram(p: Printer, setExit: (code: number) => void): Comma
   registerSecretsCommands(program, { p, client, json: () => globals().output === 'json', setExit });
 
   return program;
+}
+
+const secs = (ms: number) => `${(ms / 1000).toFixed(3)} s`;
+
+/** The human report of `kbctl drill redis-failover`. */
+export function drillSummary(r: DrillReport): string {
+  const lines = [
+    `drill redis-failover (${r.mode}): ${r.ok ? 'OK' : `FAILED: ${r.error}`}`,
+    `  master ${r.oldMasterNode} ${r.oldMaster} -> ${r.newMasterNode || '?'} ${r.newMaster || '?'}, writes through HAProxy ${r.proxy}`,
+    table(['MEASURE', 'VALUE', 'FROM -> TO'], [
+      ['time to Sentinel promotion', r.switchMasterAtMs ? secs(r.promotionMs) : '-', `${r.mode} requested -> first +switch-master`],
+      ['switch to the new master', r.firstAckNewAtMs && r.switchMasterAtMs ? secs(r.switchMs) : '-', '+switch-master -> first write acknowledged by the new master'],
+      ['client-visible write outage', r.firstAckNewAtMs ? secs(r.writeOutageMs) : '-', 'last write acknowledged by the old master -> first by the new'],
+      ['acknowledged writes lost (RPO)', `${r.writesLost} of ${r.writesAcked}`, `acknowledged, missing on the master afterwards (${r.writesFailed} writes failed, never counted)`],
+      ['old master back as replica', r.healthyAfter ? secs(r.rejoinMs) : '-', 'restart -> redis and haproxy healthy'],
+    ]).split('\n').map((l) => `  ${l}`).join('\n'),
+    `  HAProxy routed to the old master after the switch: ${r.returnedToOld ? 'YES (split brain)' : 'never'}`,
+  ];
+  return lines.join('\n');
 }
 
 class UsageError extends Error {

@@ -1,9 +1,10 @@
 import { UnknownModuleError } from '../../shared/errors/index.js';
+import { haproxyModule } from './haproxy.js';
 import { redisModule } from './redis.js';
 import type { ModuleDefinition } from './types.js';
 
 /** Every module kb knows, in the KeyBuzz install order. */
-export const MODULES: readonly ModuleDefinition<any>[] = [redisModule];
+export const MODULES: readonly ModuleDefinition<any>[] = [redisModule, haproxyModule];
 
 export function getModule(name: string): ModuleDefinition<unknown> {
   const m = MODULES.find((x) => x.name === name);

@@ -2,9 +2,10 @@ import type { Inventory, Server } from '../../shared/inventory/index.js';
 import { serversByRole } from '../../shared/inventory/index.js';
 import type { Problem } from '../../shared/errors/index.js';
 import { container, healthCheck } from '../../shared/plan/builders.js';
+import { sha256Hex } from '../../shared/plan/hash.js';
 import type { ModuleDefinition, NodeDesired, RawSettings, RenderInput } from './types.js';
 import { checkSettings } from './settings.js';
-import { redisAuth } from './redis-auth.js';
+import { redisAuth, sentinelAuthLines } from './redis-auth.js';
 
 /** Settings of the redis module (settings file key `redis`). */
 export interface RedisSettings {
@@ -16,40 +17,191 @@ export interface RedisSettings {
   data_dir: string;
   /** Extra redis-server arguments (per node overrides are typical). Default none. */
   extra_args: string[];
+  /** The one Sentinel master name. Default kb-redis-master. */
+  master_name: string;
+  /** Sentinel port on every node. Default 26379. */
+  sentinel_port: number;
+  /** Sentinels that must agree the master is down. Default 2. */
+  sentinel_quorum: number;
+  /** `sentinel down-after-milliseconds`. Default 5000. */
+  down_after_ms: number;
+  /** `sentinel failover-timeout`. Default 60000. */
+  failover_timeout_ms: number;
+  /** `sentinel parallel-syncs`. Default 1. */
+  parallel_syncs: number;
+  /** Sentinel's directory on the host (kb's template + Sentinel's own, rewritten, sentinel.conf). Default /opt/keybuzz/redis/sentinel. */
+  sentinel_dir: string;
 }
 
-const DEFAULTS: RedisSettings = {
+export const REDIS_DEFAULTS: RedisSettings = {
   port: 6379,
   maxmemory_policy: 'allkeys-lru',
   data_dir: '/opt/keybuzz/redis/data',
   extra_args: [],
+  master_name: 'kb-redis-master',
+  sentinel_port: 26379,
+  sentinel_quorum: 2,
+  down_after_ms: 5000,
+  failover_timeout_ms: 60000,
+  parallel_syncs: 1,
+  sentinel_dir: '/opt/keybuzz/redis/sentinel',
 };
 
-function masters(inv: Inventory): Server[] {
+/** Settings that must be the same on every node (Sentinels and clients must agree on them). */
+const MODULE_WIDE: readonly (keyof RedisSettings)[] = [
+  'port', 'master_name', 'sentinel_port', 'sentinel_quorum', 'down_after_ms', 'failover_timeout_ms', 'parallel_syncs',
+];
+
+/** Where the Sentinel directory is mounted in the redis-sentinel container. */
+const SENTINEL_MOUNT = '/sentinel';
+/** kb's template in the Sentinel directory; Sentinel itself owns sentinel.conf next to it. */
+export const SENTINEL_TEMPLATE = 'kb-template.conf';
+
+/**
+ * The redis-sentinel container's start script. Sentinel rewrites its configuration file
+ * (known replicas and Sentinels, epochs, the current master), so kb never writes
+ * sentinel.conf itself: it writes a template, and this script copies the template over
+ * sentinel.conf only when sentinel.conf is missing or the template differs from the one
+ * last copied (keeping Sentinel's `myid`, so the others do not see a new Sentinel). A
+ * restart with an unchanged template keeps everything Sentinel learned, including a
+ * failover. See docs/adr/0006-redis-master-follower.md.
+ *
+ * With credentials, the template is the rendered credentials file KB_SENTINEL_TEMPLATE
+ * (mounted read-only) and holds the Sentinel passwords; Sentinel persists them in its
+ * sentinel.conf, so the script runs with umask 077 (sentinel.conf 0600) and remembers the
+ * template by its SHA-256 only (never a second copy).
+ */
+export const SENTINEL_START_SCRIPT = [
+  'set -e',
+  'umask 077',
+  `cd ${SENTINEL_MOUNT}`,
+  `tpl="\${KB_SENTINEL_TEMPLATE:-${SENTINEL_TEMPLATE}}"`,
+  'sum="$(sha256sum < "$tpl" | cut -d" " -f1)"',
+  'if [ ! -s sentinel.conf ] || [ "$sum" != "$(cat .kb-template.sha256 2>/dev/null)" ]; then',
+  '  id="$(grep "^sentinel myid " sentinel.conf 2>/dev/null || true)"',
+  '  cp "$tpl" sentinel.conf.kb-tmp',
+  '  if [ -n "$id" ]; then echo "$id" >> sentinel.conf.kb-tmp; fi',
+  '  mv sentinel.conf.kb-tmp sentinel.conf',
+  '  echo "$sum" > .kb-template.sha256',
+  'fi',
+  'chmod 600 sentinel.conf',
+  'rm -f .kb-template.applied',
+  `exec redis-server ${SENTINEL_MOUNT}/sentinel.conf --sentinel`,
+].join('\n');
+
+/**
+ * The redis container's start script (`/bin/sh -c SCRIPT redis-server ARGS...`). Before
+ * starting redis-server with ARGS, it asks every Sentinel (in parallel, 2 s each at most)
+ * which master they know: when a majority (KB_SENTINEL_MAJORITY) names another node, Redis
+ * starts as its replica; when they name this node (KB_SELF), as a master; without a
+ * majority (first install, every Sentinel down) as the inventory says (KB_DEFAULT_MASTER:
+ * empty on the SUBROLE=master node, else its address). So a node restarted after a
+ * failover rejoins as a replica at once, instead of coming back as a master with stale
+ * data (demoted by Sentinel ~8 s later) or as a replica of a former master (fixed by
+ * Sentinel only after failover-timeout). See docs/adr/0006-redis-master-follower.md.
+ *
+ * With credentials, KB_REDIS_ENV names the mounted redis.env: the Sentinel password is read
+ * from it in a subshell and given to redis-cli as REDISCLI_AUTH (not on its command line),
+ * and never exported to redis-server.
+ */
+export const REDIS_START_SCRIPT = [
+  'sp=""',
+  'if [ -n "${KB_REDIS_ENV:-}" ] && [ -r "$KB_REDIS_ENV" ]; then sp="$(. "$KB_REDIS_ENV"; printf %s "$REDIS_SENTINEL_PASSWORD")"; fi',
+  'tmp="$(mktemp -d)"',
+  'i=0',
+  'for s in $KB_SENTINELS; do',
+  '  i=$((i+1))',
+  '  ( if [ -n "$sp" ]; then export REDISCLI_AUTH="$sp"; fi',
+  '    timeout 2 redis-cli -h "${s%:*}" -p "${s##*:}" --raw SENTINEL get-master-addr-by-name "$KB_MASTER_NAME" 2>/dev/null | paste -sd: - > "$tmp/$i" ) &',
+  'done',
+  'wait',
+  'best="$(cat "$tmp"/* 2>/dev/null | grep -E "^[^ :]+:[0-9]+\\$" | sort | uniq -c | sort -rn | head -n1)"',
+  'rm -rf "$tmp"',
+  'unset sp',
+  'votes="$(echo $best | cut -d" " -f1)"',
+  'master="$(echo $best | cut -d" " -f2)"',
+  'if [ -n "$votes" ] && [ "$votes" -ge "$KB_SENTINEL_MAJORITY" ]; then',
+  '  echo "kb: $votes Sentinels name $master master" >&2',
+  'else',
+  '  master="${KB_DEFAULT_MASTER:-$KB_SELF}"',
+  '  echo "kb: no Sentinel majority; the inventory names ${master} master" >&2',
+  'fi',
+  'if [ "$master" = "$KB_SELF" ]; then exec "$0" "$@"; fi',
+  'exec "$0" "$@" --replicaof "${master%:*}" "${master##*:}"',
+].join('\n');
+
+export function redisMasters(inv: Inventory): Server[] {
   return serversByRole(inv, 'redis', 'master');
 }
 
+/** Redis data nodes in rollout order: the SUBROLE=master row first, then the others in inventory order. */
+export function redisHosts(inv: Inventory): Server[] {
+  const all = serversByRole(inv, 'redis');
+  return [...all.filter((s) => s.subrole === 'master'), ...all.filter((s) => s.subrole !== 'master')];
+}
+
+/** What clients of the redis module need to know: the master name, every Redis and every Sentinel. */
+export interface RedisTopology {
+  masterName: string;
+  redis: { node: string; host: string; port: number }[];
+  sentinels: { node: string; host: string; port: number }[];
+}
+
+export function redisTopology(inv: Inventory, s: RedisSettings): RedisTopology {
+  const hosts = redisHosts(inv);
+  return {
+    masterName: s.master_name,
+    redis: hosts.map((h) => ({ node: h.hostname, host: h.privateIp, port: s.port })),
+    sentinels: hosts.map((h) => ({ node: h.hostname, host: h.privateIp, port: s.sentinel_port })),
+  };
+}
+
+/** The Sentinel template for one node. */
+export function sentinelTemplate(node: Server, master: Server, s: RedisSettings): string {
+  const n = s.master_name;
+  return [
+    `# Rendered by kb (module redis) for ${node.hostname}. kb rewrites this template; the`,
+    '# redis-sentinel container copies it over sentinel.conf only when it changes, because',
+    '# Sentinel rewrites sentinel.conf itself (see docs/adr/0006-redis-master-follower.md).',
+    `port ${s.sentinel_port}`,
+    `bind ${node.privateIp}`,
+    `sentinel announce-ip ${node.privateIp}`,
+    'sentinel resolve-hostnames no',
+    `sentinel monitor ${n} ${master.privateIp} ${s.port} ${s.sentinel_quorum}`,
+    `sentinel down-after-milliseconds ${n} ${s.down_after_ms}`,
+    `sentinel failover-timeout ${n} ${s.failover_timeout_ms}`,
+    `sentinel parallel-syncs ${n} ${s.parallel_syncs}`,
+    '',
+  ].join('\n');
+}
+
 /**
- * Redis data nodes (ROLE=redis). The SUBROLE=master row is the initial master; the
- * others start as replicas with `--replicaof`. Every instance binds to its node's
- * private address. Rollout order: master first, then replicas in inventory order, so a
- * fresh install has a master for the replicas to follow.
+ * Redis HA (ROLE=redis): on every node a `redis` container and a `redis-sentinel`
+ * container, both bound to the node's private address. The SUBROLE=master row is the
+ * initial master; the others start as replicas with `--replicaof`. After a failover the
+ * containers keep their arguments: Sentinel reconfigures replicas at run time, and an old
+ * master that restarts as a master is demoted by Sentinel (HAProxy never follows it: the
+ * follower obeys the Sentinel majority, not a node's own role).
+ *
+ * Health (per node): ports, the node's role matches what its Sentinel says (master, or a
+ * replica of that master with the link up), every reachable Sentinel names the same
+ * master, and the local Sentinel knows the others (three in KeyBuzz). SET/GET through the
+ * proxy is checked by the haproxy module.
+ *
+ * Rollout order: master first, then replicas in inventory order.
  */
 export const redisModule: ModuleDefinition<RedisSettings> = {
   name: 'redis',
-  description: 'Redis master + replicas (ROLE=redis), bound to each node private address',
+  description: 'Redis master + replicas + Sentinel (ROLE=redis), bound to each node private address',
   imageKeys: { redis: 'redis_image' },
   credentials: ['redis'],
   verifies: ['redis'],
 
-  hosts(inv) {
-    const all = serversByRole(inv, 'redis');
-    return [...all.filter((s) => s.subrole === 'master'), ...all.filter((s) => s.subrole !== 'master')];
-  },
+  hosts: redisHosts,
 
   checkInventory(inv) {
     const problems: Problem[] = [];
-    const m = masters(inv);
+    const m = redisMasters(inv);
     if (serversByRole(inv, 'redis').length > 0 && m.length !== 1) {
       problems.push({
         file: inv.file,
@@ -61,14 +213,29 @@ export const redisModule: ModuleDefinition<RedisSettings> = {
   },
 
   settings(raw: RawSettings, inv: Inventory) {
-    return checkSettings(raw, inv, DEFAULTS, {
+    const out = checkSettings(raw, inv, REDIS_DEFAULTS, {
       port: 'port', maxmemory_policy: 'string', data_dir: 'abspath', extra_args: 'string[]',
+      master_name: 'string', sentinel_port: 'port', sentinel_quorum: 'int', down_after_ms: 'int',
+      failover_timeout_ms: 'int', parallel_syncs: 'int', sentinel_dir: 'abspath',
     });
+    const s = out.settings;
+    const bad = (field: string, message: string) => out.problems.push({ file: raw.file, line: 1, field, message });
+    for (const [node, values] of Object.entries(out.nodes)) {
+      for (const key of MODULE_WIDE) if (key in values) bad(`nodes.${node}.${key}`, 'must be the same on every node: set it at module level');
+    }
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(s.master_name)) bad('master_name', 'must be 1-64 characters among A-Z a-z 0-9 . _ -');
+    const nodes = serversByRole(inv, 'redis').length;
+    if (s.sentinel_quorum < 1 || (nodes > 0 && s.sentinel_quorum > nodes)) bad('sentinel_quorum', `must be between 1 and the number of redis nodes (${nodes})`);
+    if (s.down_after_ms < 100) bad('down_after_ms', 'must be at least 100');
+    if (s.failover_timeout_ms < 1000) bad('failover_timeout_ms', 'must be at least 1000');
+    if (s.parallel_syncs < 1) bad('parallel_syncs', 'must be at least 1');
+    if (s.sentinel_port === s.port) bad('sentinel_port', `must differ from port (${s.port})`);
+    return out;
   },
 
   render({ inventory, node, images, settings, nodeSettings, secrets }: RenderInput<RedisSettings>): NodeDesired {
     const s = { ...settings, ...nodeSettings };
-    const master = masters(inventory)[0];
+    const master = redisMasters(inventory)[0];
     if (!master) throw new Error('redis: no master in inventory');
     const isMaster = master.hostname === node.hostname;
     const auth = redisAuth(secrets?.redis);
@@ -76,27 +243,66 @@ export const redisModule: ModuleDefinition<RedisSettings> = {
       ...auth.argsPrefix,
       '--bind', node.privateIp,
       '--port', String(s.port),
+      // Replicas are known to the master (and so to Sentinel) by this address, whatever
+      // source address their connection has.
+      '--replica-announce-ip', node.privateIp,
       '--appendonly', 'yes',
       '--maxmemory-policy', s.maxmemory_policy,
-      ...(isMaster ? [] : ['--replicaof', master.privateIp, String(settings.port)]),
       ...s.extra_args,
     ];
+    const template = sentinelTemplate(node, master, s) + (secrets?.redis ? `${sentinelAuthLines(secrets.redis, s.master_name).join('\n')}\n` : '');
+    const secretFiles = auth.secretFiles(template);
+    const topo = redisTopology(inventory, settings);
+    const majority = Math.floor(topo.sentinels.length / 2) + 1;
+    const localSentinel = `${node.privateIp}:${s.sentinel_port}`;
     return {
       module: 'redis',
-      containers: [container({
-        name: 'redis',
-        image: images.redis!,
-        args,
-        env: auth.env,
-        volumes: [{ hostPath: s.data_dir, containerPath: '/data', readOnly: false }, ...auth.volumes],
-        restartPolicy: 'unless-stopped',
-        order: 1,
-      })],
-      files: [],
-      secretFiles: auth.secretFiles,
+      containers: [
+        container({
+          name: 'redis',
+          image: images.redis!,
+          entrypoint: '/bin/sh',
+          // $0 = redis-server, "$@" = its arguments; the script adds --replicaof (see REDIS_START_SCRIPT).
+          args: ['-c', REDIS_START_SCRIPT, 'redis-server', ...args],
+          env: {
+            KB_SELF: `${node.privateIp}:${s.port}`,
+            KB_DEFAULT_MASTER: isMaster ? '' : `${master.privateIp}:${settings.port}`,
+            KB_SENTINELS: topo.sentinels.map((x) => `${x.host}:${x.port}`).join(' '),
+            KB_MASTER_NAME: s.master_name,
+            KB_SENTINEL_MAJORITY: String(majority),
+            ...auth.redisEnv,
+          },
+          volumes: [{ hostPath: s.data_dir, containerPath: '/data', readOnly: false }, ...auth.redisVolumes],
+          restartPolicy: 'unless-stopped',
+          order: 1,
+        }),
+        container({
+          name: 'redis-sentinel',
+          image: images.redis!,
+          entrypoint: '/bin/sh',
+          args: ['-c', SENTINEL_START_SCRIPT],
+          // The template's hash: a changed template replaces the container, whose start script then copies it.
+          env: { KB_SENTINEL_TEMPLATE_SHA256: sha256Hex(template), ...auth.sentinelEnv },
+          volumes: [{ hostPath: s.sentinel_dir, containerPath: SENTINEL_MOUNT, readOnly: false }, ...auth.sentinelVolumes],
+          restartPolicy: 'unless-stopped',
+          order: 2,
+        }),
+      ],
+      // With credentials the template holds passwords: it is a rendered credentials file, not a plain file.
+      files: secretFiles.length ? [] : [{ path: `${s.sentinel_dir}/${SENTINEL_TEMPLATE}`, mode: 0o644, content: Buffer.from(template) }],
+      secretFiles,
       healthChecks: [
         healthCheck({ name: 'redis-port', kind: 'tcp', host: node.privateIp, port: s.port }),
-        healthCheck({ name: 'redis-role', kind: 'redis-role', host: node.privateIp, port: s.port, expectRole: isMaster ? 'master' : 'slave', ...auth.check }),
+        healthCheck({ name: 'sentinel-port', kind: 'tcp', host: node.privateIp, port: s.sentinel_port }),
+        healthCheck({
+          name: 'redis-replication', kind: 'redis-replication', host: node.privateIp, port: s.port,
+          sentinels: [localSentinel], masterName: s.master_name, container: 'redis', ...auth.check,
+        }),
+        healthCheck({
+          name: 'sentinels-agree', kind: 'redis-sentinel', host: node.privateIp, port: s.sentinel_port,
+          sentinels: topo.sentinels.map((x) => `${x.host}:${x.port}`), masterName: s.master_name, minSentinels: topo.sentinels.length,
+          container: 'redis-sentinel', ...auth.check,
+        }),
       ],
     };
   },

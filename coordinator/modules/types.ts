@@ -23,6 +23,8 @@ export interface RenderInput<S> {
   settings: S;
   /** Per-node overrides for this node (already validated). */
   nodeSettings: Partial<S>;
+  /** Validated module-wide settings of the modules named in `ModuleDefinition.uses`. */
+  peers: Record<string, unknown>;
   /**
    * Versions of the secrets named in the module's `credentials` (absent when the planner
    * runs without a secret store: unit tests, `kbctl plan` of a module without credentials).
@@ -62,6 +64,11 @@ export interface ModuleDefinition<S = unknown> {
    * `credentials`.
    */
   verifies?: readonly string[];
+  /**
+   * Modules whose settings this one renders from (e.g. haproxy needs redis' master name
+   * and Sentinel port). Their settings are validated with this module's plan.
+   */
+  uses?: readonly string[];
   /** Validates and fills defaults. Problems name the settings file and key. */
   settings(raw: RawSettings, inv: Inventory): { settings: S; nodes: Record<string, Partial<S>>; problems: Problem[] };
   /** Problems with the inventory for this module (e.g. not exactly one master). */

@@ -70,6 +70,17 @@ export class SecretService {
     return this.store.putSecretState({ ...s, updatedMs: Date.now() });
   }
 
+  /** Redis and Sentinel credentials of the active redis.env version (the coordinator's own Redis clients: drills). */
+  async redisAuth(): Promise<{ redis?: { password: string }; sentinel?: { password: string } }> {
+    const st = await this.store.getSecretState('redis');
+    if (!st) return {};
+    const v = await this.values('redis', st.active);
+    return {
+      redis: v.REDIS_PASSWORD ? { password: v.REDIS_PASSWORD } : undefined,
+      sentinel: v.REDIS_SENTINEL_PASSWORD ? { password: v.REDIS_SENTINEL_PASSWORD } : undefined,
+    };
+  }
+
   /** The variables of one version (opened from the store; cached). Throws SecretError when absent. */
   async values(name: string, version: number): Promise<Record<string, string>> {
     const k = `${name}@${version}`;

@@ -2,9 +2,11 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { InputError, KbError, UnknownModuleError, errorMessage } from '../../shared/errors/index.js';
 import type {
-  CreateTokenRequest, CreateTokenResponse, ListTokensResponse, RemoveTokenRequest, RemoveTokenResponse, ListNodesResponse, NodeInfo, PlanRequest, PlanResponse, RolloutEvent, RolloutInfo, RolloutRequest, RolloutStatusRequest,
+  CreateTokenRequest, CreateTokenResponse, DrillRequest, DrillUpdate, HealthRequest, HealthResponse, ListTokensResponse, RemoveTokenRequest, RemoveTokenResponse,
+  ListNodesResponse, NodeHealth, NodeInfo, PlanRequest, PlanResponse, RolloutEvent, RolloutInfo, RolloutRequest, RolloutStatusRequest,
   RolloutStatusResponse, RolloutUpdate,
 } from '../../proto/types.js';
+import { DrillRefusedError, type Drills } from '../drill/index.js';
 import type { ImageResolver } from '../images/resolve.js';
 import { getModule, MODULES } from '../modules/index.js';
 import type { PlanInputs, SecretVersions } from '../modules/types.js';
@@ -18,6 +20,7 @@ export interface ControlDeps {
   store: Store;
   sessions: SessionRegistry;
   engine: RolloutEngine;
+  drills: Drills;
   resolver: ImageResolver;
   log: Logger;
   inputs: () => PlanInputs;
@@ -39,6 +42,7 @@ export function toGrpcError(err: unknown): Partial<grpc.ServiceError> {
     return err as Partial<grpc.ServiceError>;
   }
   if (err instanceof InputError || err instanceof UnknownModuleError || err instanceof TokenError) return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
+  if (err instanceof DrillRefusedError) return { code: grpc.status.FAILED_PRECONDITION, details: err.message };
   if (err instanceof RolloutError) return { code: grpc.status.FAILED_PRECONDITION, details: err.message };
   if (err instanceof KbError) return { code: grpc.status.UNAVAILABLE, details: err.message };
   return { code: grpc.status.INTERNAL, details: errorMessage(err) };
@@ -85,6 +89,23 @@ export function controlHandlers(deps: ControlDeps): grpc.UntypedServiceImplement
           certNotAfterMs: identities.get(rec.name)?.notAfterMs ?? 0,
         };
       });
+      return { nodes };
+    }),
+
+    Health: unary(async (req: HealthRequest): Promise<HealthResponse> => {
+      if (req.module) getModule(req.module);
+      const stored = await deps.store.listNodeModules(req.module ? { module: req.module } : {});
+      const names = [...new Set([...deps.sessions.all().map((s) => s.node), ...stored.map((r) => r.node)])].sort();
+      const nodes: NodeHealth[] = [];
+      for (const node of names) {
+        const s = deps.sessions.get(node);
+        const live = s ? [...s.health.values()].filter((m) => !req.module || m.module === req.module) : [];
+        const modules = s
+          ? live
+          : stored.filter((r) => r.node === node).map((r) => ({ module: r.module, revision: r.revision, specHash: r.specHash, healthy: false, converged: r.converged, checks: r.checks }));
+        if (!modules.length) continue;
+        nodes.push({ node, connected: Boolean(s), modules, observedAtMs: s?.lastSeenMs ?? Math.max(...stored.filter((r) => r.node === node).map((r) => r.updatedMs)) });
+      }
       return { nodes };
     }),
 
@@ -164,6 +185,23 @@ export function controlHandlers(deps: ControlDeps): grpc.UntypedServiceImplement
       deps.log.info({ tokenId: t.id }, 'join token revoked');
       return { info: toTokenInfo(t) };
     }),
+    Drill: (call: grpc.ServerWritableStream<DrillRequest, DrillUpdate>) => {
+      const req = call.request;
+      let open = true;
+      call.on('cancelled', () => { open = false; });
+      const run = async () => {
+        deps.authorize(call as grpc.ServerWritableStream<unknown, unknown>);
+        const report = await deps.drills.run(req, (event) => { if (open) call.write({ event }); });
+        if (open) {
+          call.write({ report });
+          call.end();
+        }
+      };
+      run().catch((err: unknown) => {
+        deps.log.warn({ err: errorMessage(err), drill: req.drill }, 'drill refused');
+        if (open) call.emit('error', toGrpcError(err));
+      });
+    },
 
     RolloutStatus: unary(async (req: RolloutStatusRequest): Promise<RolloutStatusResponse> => {
       getModule(req.module);

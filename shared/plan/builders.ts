@@ -28,6 +28,9 @@ export function healthCheck(spec: Partial<HealthCheck> & Pick<HealthCheck, 'name
     expectRole: '',
     minReplicas: 0,
     timeoutMs: 2000,
+    sentinels: [],
+    masterName: '',
+    minSentinels: 0,
     ...spec,
   };
 }

@@ -2,9 +2,9 @@ import { writeFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sharedFixture } from '../helpers/fixtures.js';
 import { Cluster, dist, inventoryText, REDIS_NODES, repoRoot } from '../helpers/cluster.js';
 import { Proc, waitFor } from '../helpers/proc.js';
+import { sharedFixture } from '../helpers/shared-fixtures.js';
 
 // Bad input gets a clear error naming the file, line, field or node, and nothing is applied.
 
@@ -67,7 +67,7 @@ describe('bad input is refused with a clear error and nothing is applied', () =>
   it('unknown module and a node not in the inventory: refused, naming them', async () => {
     const r1 = await cluster.kbctl(['rollout', 'nosuch']);
     expect(r1.code).toBe(1);
-    expect(r1.stderr).toContain('unknown module "nosuch" (known modules: redis)');
+    expect(r1.stderr).toContain('unknown module "nosuch" (known modules: redis, haproxy)');
     const r2 = await cluster.kbctl(['plan', 'redis', '--node', 'redis-09']);
     expect(r2.code).toBe(1);
     expect(r2.stderr).toContain('node "redis-09" is not in the inventory');

@@ -27,6 +27,12 @@ export const REDIS_NODES: TestNode[] = [
   { name: 'redis-03', ip: `${SUBNET}.3`, role: 'redis', subrole: 'replica' },
 ];
 
+/** Redis HA test bed: the three Redis nodes plus one internal HAProxy node (ROLE=lb). */
+export const HA_NODES: TestNode[] = [
+  ...REDIS_NODES,
+  { name: 'haproxy-01', ip: `${SUBNET}.11`, role: 'lb', subrole: 'internal-haproxy' },
+];
+
 export function inventoryText(nodes: TestNode[]): string {
   const header = 'ENV\tIP_PUBLIQUE\tHOSTNAME\tIP_PRIVEE\tFQDN\tUSER_SSH\tPOOL\tROLE\tSUBROLE\tDOCKER_STACK\tCORE\tNOTES';
   return [header, ...nodes.map((n) => `prod\t-\t${n.name}\t${n.ip}\t${n.name}.kb.test\troot\ttest\t${n.role}\t${n.subrole}\ttest\tyes\ttest node (loopback)`)].join('\n') + '\n';
@@ -37,6 +43,13 @@ export function inventoryText(nodes: TestNode[]): string {
  * diskless-sync delay, which keeps each gated step short. Everything else is production.
  */
 export const FAST_REDIS_SETTINGS = 'redis:\n  extra_args: ["--repl-diskless-sync-delay", "0"]\n';
+
+/**
+ * FAST_REDIS_SETTINGS plus HAProxy bound to the lb node's own loopback address (production
+ * binds 0.0.0.0, which would collide with the Redis nodes on the same host) and a follower
+ * that re-checks the Sentinels every second.
+ */
+export const HA_SETTINGS = `${FAST_REDIS_SETTINGS}haproxy:\n  bind: private\n  follower_interval_ms: 1000\n`;
 
 export interface ClusterOptions {
   nodes?: TestNode[];
@@ -150,6 +163,11 @@ export class Cluster {
     this.coordinator = p;
     await waitFor('coordinator listening', () => p.log().includes('kb-coordinator listening') || (!p.running && Promise.reject(new Error(p.log()))), 20_000);
     return p;
+  }
+
+  /** The directory an agent's host paths live under (its --host-root). */
+  hostRoot(node: string): string {
+    return path.join(this.dir, 'nodes', node, 'root');
   }
 
   /** A node's TLS directory (node.key, node.crt, ca.crt). */

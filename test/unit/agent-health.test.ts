@@ -20,7 +20,7 @@ function managed(logicalName: string, state: ManagedContainer['state'], node = '
 function stubDriver(containers: ManagedContainer[], exec: ContainerDriver['exec']): ContainerDriver {
   const no = (): never => { throw new Error('not used by health checks'); };
   return {
-    ping: no, ensureImage: no, create: no, start: no, stop: no, remove: no, inspect: no, events: no,
+    ping: no, ensureImage: no, create: no, start: no, stop: no, remove: no, inspect: no, events: no, kill: no, pause: no, unpause: no,
     logs: async () => 'starting\n*** FATAL CONFIG FILE ERROR: Bad directive or wrong number of arguments\n',
     list: async () => containers, exec,
   };

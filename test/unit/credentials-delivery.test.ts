@@ -7,7 +7,7 @@ import { CREDENTIALS, mayReceive } from '../../shared/credentials/index.js';
 import { InputError } from '../../shared/errors/index.js';
 import { loadInventory, parseInventory } from '../../shared/inventory/index.js';
 import { parseVersions } from '../../shared/versions/index.js';
-import { sharedFixture } from '../helpers/fixtures.js';
+import { sharedFixture } from '../helpers/shared-fixtures.js';
 
 const resolver: ImageResolver = { resolve: async (ref) => `${ref}@sha256:${'a'.repeat(64)}` };
 const versions = parseVersions('redis_image: "127.0.0.1:5000/kb/redis:7.0-kb1"\n', 'versions.yaml');
@@ -35,7 +35,7 @@ describe('delivery by role (the real 48-row inventory)', () => {
   });
 
   it('a module that would bring a file to a host whose role does not need it is refused by the planner, naming the host', async () => {
-    const inv = parseInventory([HEADER, row('redis-01', '10.0.0.1', 'redis', 'master'), row('minio-01', '10.0.0.2', 'storage', 'minio')].join('\n') + '\n', 'servers.tsv');
+    const inv = parseInventory([HEADER, row('redis-01', '10.0.0.1', 'redis', 'master'), row('minio-01', '10.0.0.2', 'storage', 'minio'), row('redis-02', '10.0.0.3', 'redis', 'replica'), row('redis-03', '10.0.0.4', 'redis', 'replica')].join('\n') + '\n', 'servers.tsv');
     const greedy: ModuleDefinition<unknown> = { ...(redis as ModuleDefinition<unknown>), name: 'greedy', credentials: ['redis'], hosts: (i) => i.servers };
     const err = await computeDesired(greedy, { inventory: inv, versions, settings: {} }, resolver, { redis: { active: 1, accepted: [1] } }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InputError);

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { findSecretsInValue, secretLooking } from '../../shared/credentials/index.js';
 import { scanSettingsText } from '../../shared/credentials/inputs-scan.js';
 import { validateFiles } from '../../shared/validate/index.js';
-import { sharedFixture } from '../helpers/fixtures.js';
+import { sharedFixture } from '../helpers/shared-fixtures.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'kb-scan-'));
 const fixtures = path.resolve(import.meta.dirname, '../fixtures');

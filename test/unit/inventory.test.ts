@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { sharedFixture } from '../helpers/shared-fixtures.js';
 import { describe, expect, it } from 'vitest';
-import { sharedFixture } from '../helpers/fixtures.js';
 import { InputError, formatProblem } from '../../shared/errors/index.js';
 import {
   INVENTORY_COLUMNS, checkInventory, findServer, loadInventory, parseInventory, serversByRole,

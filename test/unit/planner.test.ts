@@ -21,16 +21,24 @@ describe('redis module plan', () => {
     const d = await computeDesired(redis, { inventory: three, versions, settings: {} }, resolver);
     expect(d.order).toEqual(['redis-01', 'redis-02', 'redis-03']);
     expect(d.images).toEqual({ redis: `127.0.0.1:5000/kb/redis:7.0-kb1@${DIGEST}` });
-    const m = d.states['redis-01']!.containers[0]!;
+    const m = d.states['redis-01']!.containers.find((c) => c.name === 'redis')!;
     expect(m.image).toBe(d.images.redis);
-    expect(m.args).toEqual(['--bind', '127.0.1.1', '--port', '6379', '--appendonly', 'yes', '--maxmemory-policy', 'allkeys-lru']);
+    const after = (args: string[], flag: string) => args[args.indexOf(flag) + 1];
+    expect(after(m.args, '--bind')).toBe('127.0.1.1');
+    expect(after(m.args, '--port')).toBe('6379');
+    expect(after(m.args, '--appendonly')).toBe('yes');
+    expect(after(m.args, '--maxmemory-policy')).toBe('allkeys-lru');
     expect(m.networkMode).toBe('host');
     expect(m.restartPolicy).toBe('unless-stopped');
-    expect(m.volumes).toEqual([{ hostPath: '/opt/keybuzz/redis/data', containerPath: '/data', readOnly: false }]);
-    const r = d.states['redis-03']!.containers[0]!;
-    expect(r.args.slice(-2)).toEqual(['127.0.1.1', '6379']);
-    expect(r.args).toContain('--replicaof');
-    expect(d.states['redis-02']!.healthChecks.find((c) => c.kind === 'redis-role')!.expectRole).toBe('slave');
+    expect(m.volumes).toContainEqual({ hostPath: '/opt/keybuzz/redis/data', containerPath: '/data', readOnly: false });
+    // Replicas follow the inventory's master unless a Sentinel majority names another one.
+    expect(m.env.KB_DEFAULT_MASTER).toBe('');
+    const r = d.states['redis-03']!.containers.find((c) => c.name === 'redis')!;
+    expect(r.env.KB_DEFAULT_MASTER).toBe('127.0.1.1:6379');
+    expect(r.env.KB_SELF).toBe('127.0.1.3:6379');
+    expect(d.states['redis-03']!.containers.map((c) => c.name).sort()).toEqual(['redis', 'redis-sentinel']);
+    for (const s of Object.values(d.states)) for (const c of s.containers) expect(c.image).toBe(d.images.redis);
+    expect(d.states['redis-02']!.healthChecks.map((c) => c.kind)).toEqual(expect.arrayContaining(['tcp', 'redis-replication', 'redis-sentinel']));
     expect(d.states['lb-1']).toBeUndefined();
   });
 
@@ -74,13 +82,18 @@ describe('diffNode', () => {
   it('says create, unchanged, or replace with the reasons', async () => {
     const a = await computeDesired(redis, { inventory: three, versions, settings: {} }, resolver);
     const s = a.states['redis-02']!;
-    expect(diffNode('redis-02', undefined, s, true)).toMatchObject({ action: 'create', containers: [{ name: 'redis', action: 'create' }] });
-    expect(diffNode('redis-02', s, s, true)).toMatchObject({ action: 'unchanged', containers: [{ action: 'unchanged' }] });
+    const created = diffNode('redis-02', undefined, s, true);
+    expect(created.action).toBe('create');
+    expect(created.containers.map((c) => c.action)).toEqual(s.containers.map(() => 'create'));
+    const same = diffNode('redis-02', s, s, true);
+    expect(same.action).toBe('unchanged');
+    expect(same.containers.every((c) => c.action === 'unchanged')).toBe(true);
     const bumped = { ...s, specHash: 'other', containers: [{ ...s.containers[0]!, image: 'x@sha256:b' }] };
     const d = diffNode('redis-02', s, bumped, false);
     expect(d.action).toBe('update');
     expect(d.connected).toBe(false);
     expect(d.containers[0]!.action).toBe('replace');
     expect(d.containers[0]!.reasons[0]).toMatch(/^image .* -> x@sha256:b$/);
+    expect(d.containers.slice(1).map((c) => c.action)).toEqual(s.containers.slice(1).map(() => 'remove'));
   });
 });

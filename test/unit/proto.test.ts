@@ -5,7 +5,7 @@ describe('kb.v1 contract', () => {
   it('loads both services with their methods', () => {
     const v1 = kbV1();
     expect(Object.keys(v1.AgentService.service)).toEqual(['Session', 'Renew']);
-    expect(Object.keys(v1.ControlService.service).sort()).toEqual(['CreateToken', 'ImportSecrets', 'ListNodes', 'ListSecrets', 'ListTokens', 'Plan', 'RemoveToken', 'Rollout', 'RolloutStatus', 'RotateSecret']);
+    expect(Object.keys(v1.ControlService.service).sort()).toEqual(['CreateToken', 'Drill', 'Health', 'ImportSecrets', 'ListNodes', 'ListSecrets', 'ListTokens', 'Plan', 'RemoveToken', 'Rollout', 'RolloutStatus', 'RotateSecret']);
   });
 
   it('round-trips a desired module state through the real codec', () => {
@@ -38,6 +38,37 @@ describe('kb.v1 contract', () => {
     const renew = kbV1().AgentService.service.Renew!;
     const r = renew.responseDeserialize(renew.responseSerialize({ certificatePem: 'C', caPem: 'A', notAfterMs: 5, serial: 'ff' })) as Record<string, any>;
     expect(r).toEqual({ certificatePem: 'C', caPem: 'A', notAfterMs: 5, serial: 'ff' });
+  });
+
+  it('round-trips a follower spec, health-check Sentinel fields and container actions', () => {
+    const session = kbV1().AgentService.service.Session!;
+    const follower = {
+      masterName: 'kb-redis-master', sentinels: ['127.0.2.1:26379', '127.0.2.2:26379'], runtimeSocket: '/run/a.sock',
+      backend: 'be_redis_master', server: 'redis-master', serverStateFile: '/run/state', reconcileIntervalMs: 2000, timeoutMs: 500,
+    };
+    const down = session.responseDeserialize(session.responseSerialize({
+      desired: {
+        module: 'haproxy', revision: 1, specHash: 'h', containers: [], files: [],
+        healthChecks: [{ name: 's', kind: 'redis-sentinel', sentinels: ['127.0.2.1:26379'], masterName: 'kb-redis-master', minSentinels: 3 }],
+        redisFollower: follower,
+      },
+    })) as Record<string, any>;
+    expect(down.desired.redisFollower).toEqual({ ...follower, credentialsFile: '' });
+    expect(down.desired.healthChecks[0]).toMatchObject({ sentinels: ['127.0.2.1:26379'], masterName: 'kb-redis-master', minSentinels: 3 });
+    const plain = session.responseDeserialize(session.responseSerialize({ desired: { module: 'redis', revision: 1 } })) as Record<string, any>;
+    expect(plain.desired.redisFollower).toBeNull();
+    const action = session.responseDeserialize(session.responseSerialize({ containerAction: { id: 'a1', module: 'redis', container: 'redis', action: 'pause', holdMs: 1000 } })) as Record<string, any>;
+    expect(action).toMatchObject({ msg: 'containerAction', containerAction: { id: 'a1', action: 'pause', holdMs: 1000 } });
+    const up = session.requestDeserialize(session.requestSerialize({ containerActionResult: { id: 'a1', ok: true, error: '', doneAtMs: 5, state: 'paused' } })) as Record<string, any>;
+    expect(up).toMatchObject({ msg: 'containerActionResult', containerActionResult: { id: 'a1', ok: true, doneAtMs: 5, state: 'paused' } });
+  });
+
+  it('round-trips a drill report', () => {
+    const drill = kbV1().ControlService.service.Drill!;
+    const back = drill.responseDeserialize(drill.responseSerialize({
+      report: { drill: 'redis-failover', mode: 'stop', ok: true, promotionMs: 5800, switchMs: 40, writeOutageMs: 5900, writesLost: 0, timeline: [{ atMs: 1, source: 'drill', what: 'x' }] },
+    })) as Record<string, any>;
+    expect(back.report).toMatchObject({ drill: 'redis-failover', promotionMs: 5800, switchMs: 40, writeOutageMs: 5900, writesLost: 0, timeline: [{ atMs: 1, source: 'drill', what: 'x' }] });
   });
 
   it('carries secret values beside a desired state (outside the oneof), and references inside it', () => {

@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { sharedFixture } from '../helpers/shared-fixtures.js';
 import { afterAll, describe, expect, it } from 'vitest';
-import { sharedFixture } from '../helpers/fixtures.js';
 import { formatProblem } from '../../shared/errors/index.js';
 import { validateFiles } from '../../shared/validate/index.js';
 

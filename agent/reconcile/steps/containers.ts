@@ -37,7 +37,8 @@ export function decide(
  * Step 4: containers. Handles the desired containers one at a time in ascending `order`
  * (a later container may depend on an earlier one): create+start a missing one; stop
  * (10 s grace), remove, create and start one whose spec changed; start one that is
- * stopped. Leaves up-to-date running containers alone (same id, no restart).
+ * stopped. Leaves up-to-date running containers alone (same id, no restart), and leaves a
+ * container held by a drill (ctx.isHeld) exactly as it is.
  */
 export const containersStep: ReconcileStep = {
   name: 'containers',
@@ -51,6 +52,10 @@ export const containersStep: ReconcileStep = {
       const dockerName = dockerNameFor(ctx, spec.name);
       const action = decide(ctx, spec, selectCurrent(observed, spec.name, dockerName));
       if (action.kind === 'keep') continue;
+      if (ctx.isHeld?.(state.module, spec.name)) {
+        ctx.log.debug({ node: ctx.node, module: state.module, container: spec.name, action: action.kind }, 'container held by a drill: left as it is');
+        continue;
+      }
       await inStep('containers', `container ${spec.name}`, state.module, ctx.node, async () => {
         const create = async (): Promise<void> => {
           const id = await ctx.driver.create({

@@ -1,0 +1,4 @@
+export * from './endpoint.js';
+export * from './oneshot.js';
+export * from './sentinel.js';
+export * from './writer.js';
