@@ -1,7 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import type { ApplyResult, CoordinatorMessage, ModuleHealth, ModuleState } from '../proto/types.js';
+import type { ApplyResult, CoordinatorMessage, ModuleHealth, ModuleState, SecretValue } from '../proto/types.js';
 import { errorMessage } from '../shared/errors/index.js';
+import { registerSecretValues, unregisterSecretValues } from '../shared/log/index.js';
+import { Credentials, CredentialsDir } from './credentials/index.js';
 import { KB_VERSION } from '../shared/version.js';
 import type { ContainerDriver } from './driver/types.js';
 import { ContainerActions } from './actions.js';
@@ -78,9 +80,19 @@ export class Agent {
       log,
       pause: (point) => pausePoint(point, log),
       isHeld: (module, container) => this.actions.isHeld(module, container),
+      credentials: new Credentials(new CredentialsDir(opts.hostRoot ?? '/'), opts.stateDir),
+      onSecretsMissing: (state, reason) => this.requestSecrets(state, reason),
     };
     this.actions = new ContainerActions({ ctx: this.ctx, log, onRestored: () => this.scheduleReconcileAll('container restored') });
-    this.followers = new FollowerManager({ hostPath: (p) => hostPathFor(this.ctx, p), log });
+    this.followers = new FollowerManager({
+      hostPath: (p) => hostPathFor(this.ctx, p), log,
+      readAuth: (file) => {
+        const vars = this.ctx.credentials!.variablesSync(file);
+        if (!vars) return undefined;
+        const auth = (v: string | undefined) => (v ? { password: v } : undefined);
+        return { redis: auth(vars.get('REDIS_PASSWORD')), sentinel: auth(vars.get('REDIS_SENTINEL_PASSWORD')) };
+      },
+    });
     this.healthCtx = { ...this.ctx, follower: (module) => this.followers.outcome(module) };
     this.facts = new FactsCollector(opts.hostRoot ?? '/');
     this.heartbeatMs = opts.heartbeatIntervalMs ?? 5000;
@@ -96,6 +108,8 @@ export class Agent {
       this.log.error({ err: errorMessage(err) }, 'docker engine not reachable; will keep retrying in the reconcile loop');
     }
     void this.facts.describeOs();
+    const stale = await this.ctx.credentials!.dir.cleanupTemps();
+    if (stale) this.log.warn({ count: stale }, 'removed temporary credentials files left by an interrupted write');
     this.scheduleReconcileAll('start');
     this.followers.sync(Object.values(this.desired.modules));
     this.timers.push(setInterval(() => this.scheduleReconcileAll('interval'), this.opts.reconcileIntervalMs ?? 10_000));
@@ -137,7 +151,7 @@ export class Agent {
       if (msg.settings.healthIntervalMs > 0) this.healthMs = msg.settings.healthIntervalMs;
       this.resetTimers();
     } else if (msg.desired) {
-      this.onDesired(msg.desired);
+      this.onDesired(msg.desired, msg.secretValues ?? []);
     } else if (msg.remove) {
       const module = msg.remove.module;
       this.enqueue(async () => {
@@ -156,7 +170,11 @@ export class Agent {
     }
   }
 
-  private onDesired(state: ModuleState): void {
+  private onDesired(state: ModuleState, secretValues: SecretValue[]): void {
+    // Values are held only for this apply: they end up in the credentials files and nowhere else.
+    const values = new Map(secretValues.map((v) => [`${v.name}@${v.version}`, v.vars]));
+    const plain = secretValues.flatMap((v) => Object.values(v.vars));
+    registerSecretValues(plain);
     this.enqueue(async () => {
       const held = this.desired.modules[state.module];
       const same = held && held.revision === state.revision && held.specHash === state.specHash;
@@ -171,6 +189,7 @@ export class Agent {
       try {
         const r = await reconcileModule({
           ...this.ctx,
+          secretValues: values,
           onProgress: (step, message) => this.session?.send({ progress: { module: state.module, revision: state.revision, step, message } }),
         }, state);
         result.changed = !same && r.changed;
@@ -181,9 +200,24 @@ export class Agent {
         result.error = errorMessage(err);
         this.log.error({ module: state.module, revision: state.revision, err: result.error }, 'apply failed');
       }
+      values.clear();
+      unregisterSecretValues(plain);
+      // Credentials files may have changed (a rotation): followers pick up new passwords.
+      this.followers.sync(Object.values(this.desired.modules));
       this.session?.send({ result });
       await this.reportHealth();
     });
+  }
+
+  private readonly secretsAsked = new Map<string, number>();
+
+  /** Asks the coordinator to resend a state's credentials (at most every 5 s per module). */
+  private requestSecrets(state: ModuleState, reason: string): void {
+    const now = Date.now();
+    if (now - (this.secretsAsked.get(state.module) ?? 0) < 5000) return;
+    if (!this.session?.send({ secretsRequest: { module: state.module, revision: state.revision, specHash: state.specHash, reason } })) return;
+    this.secretsAsked.set(state.module, now);
+    this.log.info({ module: state.module, revision: state.revision, reason }, 'asked the coordinator to resend credentials');
   }
 
   /** Runs `fn` after everything queued before it. Errors are logged, never dropped silently. */
@@ -204,6 +238,7 @@ export class Agent {
           this.log.error({ module: state.module, reason, err: errorMessage(err) }, 'reconcile failed');
         }
       }
+      this.followers.sync(Object.values(this.desired.modules));
     });
   }
 
@@ -224,10 +259,12 @@ export class Agent {
     try {
       const states = Object.values(this.desired.modules);
       const modules: ModuleHealth[] = await Promise.all(states.map(async (s) => {
-        const [checks, converged] = await Promise.all([
+        const [own, creds, converged] = await Promise.all([
           runChecks(this.healthCtx, s).catch((err: unknown) => [{ name: 'checks', ok: false, observed: errorMessage(err) }]),
+          this.ctx.credentials!.checks(s),
           isConverged(this.ctx, s).catch(() => false),
         ]);
+        const checks = [...creds, ...own];
         return { module: s.module, revision: s.revision, specHash: s.specHash, healthy: checks.every((c) => c.ok), checks, converged };
       }));
       const containers = await containerStatuses(this.ctx, states).catch(() => []);

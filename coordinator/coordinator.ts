@@ -16,8 +16,12 @@ import { loadPki, type Pki } from './pki/pki.js';
 import { RateLimiter } from './pki/rate-limit.js';
 import { Tokens } from './pki/tokens.js';
 import { RolloutEngine } from './rollout/engine.js';
+import { ensureSecretKey } from './secrets/keyfile.js';
+import { RotationDriver } from './secrets/rotation.js';
+import { SecretService } from './secrets/service.js';
 import { agentSessionHandler, renewHandler } from './server/agent-service.js';
 import { Authenticator } from './server/auth.js';
+import { secretsHandlers } from './server/secrets-service.js';
 import { controlHandlers } from './server/control-service.js';
 import { SessionRegistry } from './sessions.js';
 import { SqliteStore } from './store/sqlite.js';
@@ -144,6 +148,8 @@ export class Coordinator {
   readonly sessions = new SessionRegistry();
   readonly engine: RolloutEngine;
   readonly inputs: Inputs;
+  readonly secrets: SecretService;
+  readonly rotation: RotationDriver;
   readonly drills: Drills;
   private readonly server = new grpc.Server(SERVER_OPTIONS);
   private readonly resolver: ImageResolver;
@@ -161,8 +167,11 @@ export class Coordinator {
     this.store = deps.store ?? new SqliteStore(path.join(config.dataDir, 'kb.db'));
     this.resolver = deps.resolver ?? new RegistryResolver();
     this.auth = new Authenticator(this.store, !config.plaintext);
-    this.engine = new RolloutEngine({ store: this.store, sessions: this.sessions, resolver: this.resolver, log, inputs: () => this.inputs.current() });
-    this.drills = new Drills({ sessions: this.sessions, store: this.store, log, inputs: () => this.inputs.current() });
+    // The secret store key (0600 in the data dir): `kb-coordinator init` creates it; a data dir from before then gets it at first start.
+    this.secrets = new SecretService(this.store, ensureSecretKey(config.dataDir), log);
+    this.engine = new RolloutEngine({ store: this.store, sessions: this.sessions, resolver: this.resolver, log, inputs: () => this.inputs.current(), secrets: this.secrets });
+    this.rotation = new RotationDriver({ store: this.store, secrets: this.secrets, engine: this.engine, log, inputs: () => this.inputs.current() });
+    this.drills = new Drills({ sessions: this.sessions, store: this.store, log, inputs: () => this.inputs.current(), auth: () => this.secrets.redisAuth() });
     const v1 = kbV1();
     this.server.addService(v1.AgentService.service, {
       Session: agentSessionHandler({
@@ -173,10 +182,12 @@ export class Coordinator {
         heartbeatIntervalMs: config.heartbeatIntervalMs,
         healthIntervalMs: config.healthIntervalMs,
         authenticate: (call) => this.auth.node(call),
+        deliver: (state) => this.secrets.desiredMessage(state),
       }),
       Renew: renewHandler({ authenticate: (call) => this.auth.node(call), enroller: () => this.enroller, sessions: this.sessions, log }),
     });
-    this.server.addService(v1.ControlService.service, controlHandlers({
+    this.server.addService(v1.ControlService.service, {
+      ...controlHandlers({
       store: this.store,
       sessions: this.sessions,
       engine: this.engine,
@@ -186,11 +197,14 @@ export class Coordinator {
       inputs: () => this.inputs.current(),
       notReadyAfterMs: config.notReadyAfterMs,
       authorize: (call) => this.auth.admin(call),
+      secrets: this.secrets,
       tokens: () => this.tokens,
       installCommand: (token) => (this.pki && this.bootstrap
         ? installCommand({ bootstrapUrl: this.bootstrapUrl(), pinnedPubkey: this.pki.serverPin, token })
         : ''),
-    }));
+    }),
+      ...secretsHandlers({ secrets: this.secrets, rotation: this.rotation, store: this.store, log, authorize: (call) => this.auth.admin(call) }),
+    });
   }
 
   /** https://ADVERTISE:PORT of the bootstrap listener. */
@@ -199,6 +213,7 @@ export class Coordinator {
   }
 
   async start(): Promise<void> {
+    await this.secrets.ensureAll();
     const c = this.config;
     let creds = grpc.ServerCredentials.createInsecure();
     if (!c.plaintext) {
@@ -242,6 +257,7 @@ export class Coordinator {
     this.log.info({ listen: joinHostPort(c.listenHost, this.port), plaintext: c.plaintext, bootstrap: this.bootstrap ? this.bootstrapUrl() : undefined }, 'coordinator serving');
     if (c.plaintext) this.log.warn('plaintext mode: no TLS, no identities, no enrollment (development on loopback only)');
     await this.engine.resumeAll();
+    await this.rotation.resumeAll();
   }
 
   async stop(): Promise<void> {

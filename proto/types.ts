@@ -38,6 +38,10 @@ export interface HealthCheck {
   sentinels: string[];
   masterName: string;
   minSentinels: number;
+  /** redis-role: password from this credentials file ("redis.env")... */
+  credentialsFile?: string;
+  /** ...variable ("REDIS_PASSWORD"). */
+  passwordVar?: string;
 }
 
 export interface RedisMasterFollower {
@@ -49,7 +53,16 @@ export interface RedisMasterFollower {
   serverStateFile: string;
   reconcileIntervalMs: number;
   timeoutMs: number;
+  /** Credentials file with REDIS_PASSWORD and REDIS_SENTINEL_PASSWORD; absent or "" = no auth. */
+  credentialsFile?: string;
 }
+
+/** A reference to one version of one credentials file; never a value. */
+export interface SecretRef { name: string; version: number; file: string }
+/** A credentials-directory file the agent renders from a template and secret values. */
+export interface SecretFile { file: string; mode: number; uid: number; gid: number; template: string }
+/** The values of one secret version (CoordinatorMessage.secretValues only). */
+export interface SecretValue { name: string; version: number; vars: Record<string, string> }
 
 export interface ModuleState {
   module: string;
@@ -60,6 +73,9 @@ export interface ModuleState {
   healthChecks: HealthCheck[];
   /** Set only on nodes that run a follower; null (or absent) otherwise. */
   redisFollower?: RedisMasterFollower | null;
+  /** Part of the spec hash when non-empty. Absent = none (states built before credentials existed). */
+  secrets?: SecretRef[];
+  secretFiles?: SecretFile[];
 }
 
 export interface AppliedModule { module: string; revision: number; specHash: string }
@@ -98,9 +114,11 @@ export interface ApplyResult {
 
 export interface ContainerActionResult { id: string; ok: boolean; error: string; doneAtMs: number; state: string }
 
+export interface SecretsRequest { module: string; revision: number; specHash: string; reason: string }
+
 /** Exactly one member is set (grpc-js also sets `msg` to the member's name). */
 export interface AgentMessage {
-  msg?: 'hello' | 'heartbeat' | 'health' | 'ack' | 'progress' | 'result' | 'containerActionResult';
+  msg?: 'hello' | 'heartbeat' | 'health' | 'ack' | 'progress' | 'result' | 'containerActionResult' | 'secretsRequest';
   hello?: Hello;
   heartbeat?: Heartbeat;
   health?: HealthReport;
@@ -108,6 +126,7 @@ export interface AgentMessage {
   progress?: ProgressEvent;
   result?: ApplyResult;
   containerActionResult?: ContainerActionResult;
+  secretsRequest?: SecretsRequest;
 }
 
 export interface Ping { sentAtMs: number }
@@ -125,6 +144,8 @@ export interface CoordinatorMessage {
   settings?: SessionSettings;
   remove?: RemoveModule;
   containerAction?: ContainerAction;
+  /** Only with `desired`: the values of its SecretRefs. */
+  secretValues?: SecretValue[];
 }
 
 export interface NodeModuleInfo { module: string; revision: number; healthy: boolean; summary: string }
@@ -141,6 +162,8 @@ export interface ContainerChange { name: string; action: string; fromImage: stri
 export interface NodePlan {
   node: string; action: string; currentRevision: number; currentHash: string; desiredHash: string;
   containers: ContainerChange[]; connected: boolean;
+  /** Credentials file changes, e.g. "redis.env version 1 -> 2". */
+  credentials?: string[];
 }
 export interface PlanResponse { module: string; nodes: NodePlan[]; images: Record<string, string> }
 
@@ -189,3 +212,19 @@ export interface DrillUpdate { msg?: 'event' | 'report'; event?: DrillEvent; rep
 export interface HealthRequest { module: string }
 export interface NodeHealth { node: string; connected: boolean; modules: ModuleHealth[]; observedAtMs: number }
 export interface HealthResponse { nodes: NodeHealth[] }
+
+export interface SecretVersionInfo {
+  name: string; file: string; version: number; state: string; source: string; createdMs: number;
+  nodes: string[]; varNames: string[]; pendingNodes: string[];
+}
+export interface SecretRotationInfo {
+  name: string; fromVersion: number; toVersion: number; phase: string; state: string; error: string;
+  rollouts: string[]; startedMs: number; updatedMs: number;
+}
+export interface ListSecretsResponse { versions: SecretVersionInfo[]; rotations: SecretRotationInfo[] }
+export interface ImportedSecret { name: string; vars: Record<string, string>; sourceFile: string }
+export interface ImportSecretsRequest { secrets: ImportedSecret[]; force: boolean; dryRun: boolean }
+export interface ImportSecretResult { name: string; action: string; version: number; message: string }
+export interface ImportSecretsResponse { results: ImportSecretResult[] }
+export interface RotateSecretRequest { name: string; maxParallel: number; healthyDeadlineMs: number; minHealthyTimeMs: number; wait: boolean }
+export interface RotateSecretUpdate { msg?: 'info' | 'event'; info?: SecretRotationInfo; event?: RolloutEvent }

@@ -93,7 +93,9 @@ kbctl rollout redis --min-healthy-time 2s --healthy-deadline 60s
 echo
 kbctl nodes
 echo
-echo "Redis master: redis-cli -h 127.0.1.1 (replicas 127.0.1.2, 127.0.1.3)."
+echo "Redis master (password from the node's credentials file, as on a real host):"
+echo "  (. $qs/nodes/redis-01/root/opt/keybuzz-installer/credentials/redis.env && REDISCLI_AUTH=\"\$REDIS_PASSWORD\" redis-cli -h 127.0.1.1 ping)"
+echo "Credentials: KB_CONFIG=$qs/admin.kbconfig node dist/kbctl.cjs secrets list   (names, versions, nodes; never values)"
 echo "Try: KB_CONFIG=$qs/admin.kbconfig node dist/kbctl.cjs plan redis"
 echo "Add a server: KB_CONFIG=$qs/admin.kbconfig node dist/kbctl.cjs token create   (prints the line to paste)"
 echo "Stop: npm run quickstart -- down    (logs in $qs)"

@@ -1,38 +1,72 @@
 import type { ModuleState, RedisMasterFollower } from '../../proto/types.js';
 import { errorMessage } from '../../shared/errors/index.js';
 import type { Logger } from '../../shared/log/index.js';
-import { canonicalJson } from '../../shared/plan/hash.js';
+import { canonicalJson, sha256Hex } from '../../shared/plan/hash.js';
+import type { RedisAuth } from '../../shared/redis/endpoint.js';
 import type { Outcome } from '../health/types.js';
 import { MasterFollower, type FollowerDeps } from './follower.js';
 
 interface Running { key: string; follower?: MasterFollower; error?: string }
 
+export interface FollowerManagerDeps extends Omit<FollowerDeps, 'log'> {
+  log: Logger;
+  /**
+   * Reads the Redis and Sentinel credentials of a spec's `credentialsFile` (REDIS_PASSWORD,
+   * REDIS_SENTINEL_PASSWORD), or undefined when the file is missing.
+   */
+  readAuth?: (file: string) => { redis?: RedisAuth; sentinel?: RedisAuth } | undefined;
+}
+
 /**
  * Runs one MasterFollower per module whose desired state carries a `redisFollower` spec,
  * and only those. `sync` is called with the agent's desired states whenever they change
- * (and at start, from the on-disk state: the follower works without a coordinator).
- * A changed spec restarts that module's follower; an unchanged one is left running.
+ * or an apply or reconcile finished (and at start, from the on-disk state: the follower
+ * works without a coordinator). A changed spec, or changed passwords in its credentials
+ * file (a rotation), restarts that module's follower; otherwise it is left running.
  */
 export class FollowerManager {
   private readonly running = new Map<string, Running>();
 
-  constructor(private readonly deps: Omit<FollowerDeps, 'log'> & { log: Logger }) {}
+  constructor(private readonly deps: FollowerManagerDeps) {}
 
   sync(states: readonly ModuleState[]): void {
-    const wanted = new Map<string, RedisMasterFollower>();
-    for (const s of states) if (s.redisFollower?.masterName) wanted.set(s.module, s.redisFollower);
+    const wanted = new Map<string, { spec: RedisMasterFollower; key: string; auth?: { redis?: RedisAuth; sentinel?: RedisAuth }; error?: string }>();
+    for (const s of states) {
+      const spec = s.redisFollower;
+      if (!spec?.masterName) continue;
+      let auth: { redis?: RedisAuth; sentinel?: RedisAuth } | undefined;
+      let error: string | undefined;
+      if (spec.credentialsFile) {
+        try {
+          auth = this.deps.readAuth?.(spec.credentialsFile);
+          if (!auth) error = `credentials ${spec.credentialsFile} missing`;
+        } catch (err) {
+          error = `credentials ${spec.credentialsFile}: ${errorMessage(err)}`;
+        }
+      }
+      // The key covers the passwords (as a hash, in memory only): a rotation restarts the follower with the new ones.
+      const key = `${canonicalJson(spec)}|${auth ? sha256Hex(canonicalJson(auth)) : error ?? ''}`;
+      wanted.set(s.module, { spec, key, auth, error });
+    }
     for (const [module, r] of this.running) {
       const spec = wanted.get(module);
-      if (spec && canonicalJson(spec) === r.key) continue;
+      if (spec && spec.key === r.key) continue;
       this.running.delete(module);
       void r.follower?.stop();
       this.deps.log.info({ module }, spec ? 'follower spec changed: restarting the follower' : 'follower no longer wanted: stopped');
     }
-    for (const [module, spec] of wanted) {
+    for (const [module, { spec, key, auth, error }] of wanted) {
       if (this.running.has(module)) continue;
-      const key = canonicalJson(spec);
+      if (error) {
+        this.running.set(module, { key, error });
+        this.deps.log.error({ module, err: error }, 'follower cannot start');
+        continue;
+      }
       try {
-        const follower = new MasterFollower(spec, { ...this.deps, log: this.deps.log.child({ follower: module }) });
+        const follower = new MasterFollower(spec, {
+          ...this.deps, log: this.deps.log.child({ follower: module }),
+          ...(auth ? { redisAuth: auth.redis, sentinelAuth: auth.sentinel } : {}),
+        });
         follower.start();
         this.running.set(module, { key, follower });
         this.deps.log.info({ module, backend: spec.backend, server: spec.server, sentinels: spec.sentinels }, 'follower started');

@@ -11,6 +11,7 @@ import type { CheckFn, HealthContext, Outcome } from './types.js';
 
 export type { HealthContext, Outcome } from './types.js';
 export { judgeReplication, parseReplication, redisPassword } from './redis-role.js';
+export { checkPassword } from './password.js';
 
 /** Timeout of a check whose timeoutMs is 0. */
 export const DEFAULT_CHECK_TIMEOUT_MS = 2000;

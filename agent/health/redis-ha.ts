@@ -4,8 +4,9 @@
  *  - `redis-sentinel`: every reachable Sentinel names the same master and the local one knows them;
  *  - `redis-setget`: a SET then GET through a proxy works (and on which master it landed);
  *  - `redis-follower`: the agent's master follower (agent/follower) has HAProxy on the agreed master.
- * Every client accepts a password (from the module's container env, see redisPassword); none
- * appears in `observed`.
+ * Passwords come from the credentials file the check names (`credentialsFile`: REDIS_PASSWORD
+ * and REDIS_SENTINEL_PASSWORD of redis.env), else from the module's container env (see
+ * redisPassword); none appears in `observed`.
  */
 import { randomBytes } from 'node:crypto';
 import type { ModuleState } from '../../proto/types.js';
@@ -16,15 +17,28 @@ import { askSentinel, askSentinels, sentinelMaster } from '../../shared/redis/se
 import { judgeReplication, parseReplication, redisPassword } from './redis-role.js';
 import type { CheckInput, Outcome } from './types.js';
 
-/** Sentinel password: env REDIS_SENTINEL_PASSWORD of any container of the module (none today). */
+/** Sentinel password from the module's container env REDIS_SENTINEL_PASSWORD (states without credentials files). */
 export function sentinelAuth(state: ModuleState): RedisAuth | undefined {
   const p = state.containers.map((c) => c.env.REDIS_SENTINEL_PASSWORD).find(Boolean);
   return p ? { password: p } : undefined;
 }
 
-function redisAuth(input: CheckInput): RedisAuth | undefined {
-  const p = redisPassword(input.state, input.check);
-  return p ? { password: p } : undefined;
+/**
+ * The Redis and Sentinel credentials of a check: from the credentials file it names (read
+ * now, so a rotated password is used at once), else from the state. Throws (a message
+ * without any value) when the check names a file that cannot be read.
+ */
+export async function checkAuths(input: Pick<CheckInput, 'ctx' | 'state' | 'check'>): Promise<{ redis?: RedisAuth; sentinel?: RedisAuth }> {
+  const file = input.check.credentialsFile;
+  if (!file) {
+    const p = redisPassword(input.state, input.check);
+    return { redis: p ? { password: p } : undefined, sentinel: sentinelAuth(input.state) };
+  }
+  const vars = await input.ctx.credentials?.variables(file);
+  if (!vars) throw new Error(`credentials ${file} missing`);
+  const redis = vars.get(input.check.passwordVar || 'REDIS_PASSWORD');
+  const sentinel = vars.get('REDIS_SENTINEL_PASSWORD');
+  return { redis: redis ? { password: redis } : undefined, sentinel: sentinel ? { password: sentinel } : undefined };
 }
 
 function target(input: CheckInput, defaultPort: number): Endpoint {
@@ -44,9 +58,15 @@ export async function redisReplicationCheck(input: CheckInput): Promise<Outcome>
   const sentinelText = check.sentinels[0];
   if (!sentinelText) return { ok: false, observed: 'no Sentinel configured for this check' };
   const sentinel = parseEndpoint(sentinelText);
+  let auths: Awaited<ReturnType<typeof checkAuths>>;
+  try {
+    auths = await checkAuths(input);
+  } catch (err) {
+    return { ok: false, observed: errorMessage(err) };
+  }
   const [answer, info] = await Promise.all([
-    askSentinel(sentinel, check.masterName, { timeoutMs, auth: sentinelAuth(input.state) }),
-    withRedis(me, { timeoutMs, auth: redisAuth(input) }, (r) => r.info('replication')).then(parseReplication, (err: unknown) => new Error(errorMessage(err))),
+    askSentinel(sentinel, check.masterName, { timeoutMs, auth: auths.sentinel }),
+    withRedis(me, { timeoutMs, auth: auths.redis }, (r) => r.info('replication')).then(parseReplication, (err: unknown) => new Error(errorMessage(err))),
   ]);
   if (info instanceof Error) return { ok: false, observed: `redis ${info.message}` };
   if (!answer.master) return { ok: false, observed: `sentinel ${answer.sentinel}: ${answer.error ?? 'no answer'}` };
@@ -81,7 +101,12 @@ export async function redisSentinelCheck(input: CheckInput): Promise<Outcome> {
   const localText = formatEndpoint(local);
   const all = check.sentinels.map(parseEndpoint);
   if (!all.some((e) => formatEndpoint(e) === localText)) all.push(local);
-  const auth = sentinelAuth(input.state);
+  let auth: RedisAuth | undefined;
+  try {
+    auth = (await checkAuths(input)).sentinel;
+  } catch (err) {
+    return { ok: false, observed: errorMessage(err) };
+  }
   const answers = await askSentinels(all, check.masterName, { timeoutMs, auth });
   const mine = answers.find((a) => a.sentinel === localText)!;
   if (!mine.master) return { ok: false, observed: `local sentinel ${localText}: ${mine.error ?? 'no answer'}` };
@@ -115,7 +140,8 @@ export async function redisSetGetCheck(input: CheckInput): Promise<Outcome> {
   const key = `kb:health:${input.ctx.node}`;
   const value = randomBytes(8).toString('hex');
   try {
-    return await withRedis(proxy, { timeoutMs: input.timeoutMs, auth: redisAuth(input) }, async (r) => {
+    const { redis } = await checkAuths(input);
+    return await withRedis(proxy, { timeoutMs: input.timeoutMs, auth: redis }, async (r) => {
       const laddr = /(?:^|\s)laddr=(\S+)/.exec(String(await r.call('CLIENT', 'INFO')))?.[1] ?? '?';
       await r.set(key, value, 'PX', 60_000);
       const back = await r.get(key);

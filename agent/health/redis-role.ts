@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import type { ContainerSpec, HealthCheck, ModuleState } from '../../proto/types.js';
 import { errorMessage } from '../../shared/errors/index.js';
+import { checkPassword } from './password.js';
 import type { CheckInput, Outcome } from './types.js';
 
 /** Fields of `INFO replication` this check reads. */
@@ -78,12 +79,14 @@ export function redisPassword(state: ModuleState, check: Pick<HealthCheck, 'cont
 /**
  * `redis-role`: connects to host:port (one attempt, no retries, connect and command timeout
  * = the check's timeout), reads `INFO replication` and judges it (see judgeReplication).
- * The password never appears in `observed`.
+ * The password is variable `passwordVar` of credentials file `credentialsFile` when the check
+ * names one, else what redisPassword finds. The password never appears in `observed`.
  */
-export async function redisRoleCheck({ state, check, timeoutMs }: CheckInput): Promise<Outcome> {
+export async function redisRoleCheck({ ctx, state, check, timeoutMs }: CheckInput): Promise<Outcome> {
   const host = check.host || '127.0.0.1';
   const port = check.port || 6379;
-  const password = redisPassword(state, check);
+  const { password, error } = await checkPassword(ctx, state, check);
+  if (error) return { ok: false, observed: error };
   const client = new Redis({
     host, port, lazyConnect: true, connectTimeout: timeoutMs, commandTimeout: timeoutMs,
     maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false,

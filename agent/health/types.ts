@@ -1,5 +1,6 @@
 import type { HealthCheck, ModuleState } from '../../proto/types.js';
 import type { Logger } from '../../shared/log/index.js';
+import type { Credentials } from '../credentials/index.js';
 import type { ContainerDriver, ManagedContainer } from '../driver/types.js';
 
 /** What health checks need from the agent. */
@@ -11,6 +12,8 @@ export interface HealthContext {
   log: Logger;
   /** The master follower's state for a module (redis-follower checks); undefined when none runs. */
   follower?: (module: string) => Outcome | undefined;
+  /** Read access to credentials files (checks whose password comes from one). */
+  credentials?: Credentials;
 }
 
 /** Outcome of one check before it is named: `observed` says what was seen, in words an operator can act on. */

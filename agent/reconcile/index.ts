@@ -1,8 +1,10 @@
 import type { ContainerStatus, ModuleState } from '../../proto/types.js';
+import { desiredCredentialFiles } from '../credentials/index.js';
 import { inStep } from './errors.js';
 import { withLock } from './lock.js';
 import { byOrder, dockerNameFor, ofModule, selectCurrent } from './names.js';
 import { containersStep, decide } from './steps/containers.js';
+import { credentialsStep } from './steps/credentials.js';
 import { fileDrift, filesStep } from './steps/files.js';
 import { imagesStep } from './steps/images.js';
 import { pruneStep, stopAndRemove, unwanted } from './steps/prune.js';
@@ -15,12 +17,12 @@ export { dockerNameFor, hostPathFor } from './names.js';
 /**
  * The steps of applying one module, in the order they run:
  *
- *   files -> images -> prune -> containers
+ *   credentials -> files -> images -> prune -> containers
  *
- * Files come first because containers read them at start; images are all present before
+ * Credentials and files come first because containers read them at start; images are all present before
  * anything is stopped; undesired containers go before new ones take their ports.
  */
-export const STEPS: readonly ReconcileStep[] = [filesStep, imagesStep, pruneStep, containersStep];
+export const STEPS: readonly ReconcileStep[] = [credentialsStep, filesStep, imagesStep, pruneStep, containersStep];
 
 /**
  * Brings this node's files and containers of `state.module` to `state`.
@@ -85,10 +87,16 @@ export async function containerStatuses(ctx: ReconcileContext, states: ModuleSta
 /**
  * True when the node matches `state` and every container of it runs: every file has its
  * content and mode, every desired container exists with its spec hash and engine name in
- * state 'running', and no undesired or duplicate container of the module is left. Reads only.
+ * state 'running', no undesired or duplicate container of the module is left, and every
+ * credentials file is at its wanted version, mode and owner. Reads only.
  * (A reconcileModule call would then do nothing, apart from re-checking images.)
  */
 export async function isConverged(ctx: ReconcileContext, state: ModuleState): Promise<boolean> {
+  const wanted = desiredCredentialFiles(state);
+  if (wanted.length) {
+    if (!ctx.credentials) return false;
+    for (const f of wanted) if ((await ctx.credentials.drift(f)).drift !== 'none') return false;
+  }
   for (const f of state.files) {
     if ((await fileDrift(ctx, f)) !== 'none') return false;
   }

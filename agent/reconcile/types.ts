@@ -1,5 +1,6 @@
 import type { ModuleState } from '../../proto/types.js';
 import type { Logger } from '../../shared/log/index.js';
+import type { Credentials, SecretValues } from '../credentials/index.js';
 import type { ContainerDriver } from '../driver/types.js';
 
 /** What the reconcile functions need; built once by the agent, shared by every call. */
@@ -27,6 +28,15 @@ export interface ReconcileContext {
   isHeld?: (module: string, container: string) => boolean;
   /** Test-only pause points (see agent/testing/pause.ts); undefined in production paths. */
   pause?: (point: string) => Promise<void>;
+  /** The credentials directory (absent: a state with credentials fails to apply). */
+  credentials?: Credentials;
+  /**
+   * Secret values delivered with the state being applied, by `name@version`. Only set for
+   * that one call: the agent never keeps values anywhere but in the credentials files.
+   */
+  secretValues?: SecretValues;
+  /** Called when a credentials file must be (re)written but its values are not held. Must not throw. */
+  onSecretsMissing?: (state: ModuleState, reason: string) => void;
 }
 
 export interface ReconcileResult {

@@ -7,7 +7,9 @@ import type { Logger } from 'pino';
  * production), this is a no-op that costs one string comparison.
  *
  * Points: `desired-saved` (new desired state on disk, nothing applied yet),
- * `container-removed` (old container of a replace removed, new one not created yet).
+ * `container-removed` (old container of a replace removed, new one not created yet),
+ * `credentials-before-rename/<file>` (the new credentials file is complete and fsynced in its
+ * temporary file, the target not yet replaced).
  */
 export async function pausePoint(point: string, log: Logger): Promise<void> {
   const spec = process.env.KB_TEST_PAUSE;

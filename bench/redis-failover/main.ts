@@ -36,7 +36,7 @@ import { SentinelLinks, parseSwitchMaster } from '../../shared/redis/sentinel.js
 import { AckWriter, countMissing, deleteKeys, measureFailover } from '../../shared/redis/writer.js';
 import { Cluster, FAST_REDIS_SETTINGS, HA_NODES, REDIS_NODES, repoRoot } from '../../test/helpers/cluster.js';
 import { sleep, waitFor } from '../../test/helpers/proc.js';
-import { MASTER_NAME, allHealthy, failing, majorityMaster, redis, replication } from '../../test/helpers/redis-ha.js';
+import { MASTER_NAME, allHealthy, currentAuth, failing, majorityMaster, redis, replication, useCredentials } from '../../test/helpers/redis-ha.js';
 
 type Mechanism = 'kb' | 'legacy' | 'tcp-check';
 const MECHANISMS: Mechanism[] = ['kb', 'legacy', 'tcp-check'];
@@ -75,7 +75,13 @@ function legacyConfig(master: string): string {
   ].join('\n');
 }
 
-function tcpCheckConfig(): string {
+/**
+ * HAProxy checking `role:master` itself, as a team without a follower would. Redis requires a
+ * password (kb's credentials), so the check sends AUTH first: this peer's configuration holds
+ * the password, which is what the old way did (kb's own HAProxy needs none: the follower
+ * reads redis.env).
+ */
+function tcpCheckConfig(password: string | undefined): string {
   return [
     'global', '    stats socket /cfg/admin.sock mode 600 level admin', '',
     'defaults', '    mode tcp', '    timeout connect 5s', '    timeout client 30m', '    timeout server 30m', '',
@@ -83,6 +89,7 @@ function tcpCheckConfig(): string {
     'backend be_redis_master',
     '    option tcp-check',
     '    tcp-check connect',
+    ...(password ? [`    tcp-check send AUTH\\ ${password}\\r\\n`, '    tcp-check expect string +OK'] : []),
     '    tcp-check send PING\\r\\n',
     '    tcp-check expect string +PONG',
     '    tcp-check send info\\ replication\\r\\n',
@@ -199,11 +206,11 @@ async function oneRun(run: number, cluster: Cluster, poller: LegacyPoller, args:
   const old = (await majorityMaster(REDIS_NODES))!;
   const oldNode = REDIS_NODES.find((n) => `${n.ip}:6379` === old)!;
   const writers = Object.fromEntries(MECHANISMS.map((m) => [m, new AckWriter({
-    proxy: { host: LB.ip, port: PORTS[m] }, keyPrefix: `kb:bench:${run}:${m}:`, intervalMs: 5, timeoutMs: 1000, reconnectEveryMs: 100,
+    proxy: { host: LB.ip, port: PORTS[m] }, auth: currentAuth().redis, keyPrefix: `kb:bench:${run}:${m}:`, intervalMs: 5, timeoutMs: 1000, reconnectEveryMs: 100,
   })])) as Record<Mechanism, AckWriter>;
   for (const w of Object.values(writers)) w.start();
   let switchAt: { atMs: number; to: string } | undefined;
-  const links = new SentinelLinks(REDIS_NODES.map((n) => ({ host: n.ip, port: 26379 })), { timeoutMs: 1000 }, ['+switch-master'], (_s, _c, message, atMs) => {
+  const links = new SentinelLinks(REDIS_NODES.map((n) => ({ host: n.ip, port: 26379 })), { timeoutMs: 1000, auth: currentAuth().sentinel }, ['+switch-master'], (_s, _c, message, atMs) => {
     const sw = parseSwitchMaster(message);
     if (sw && sw.from === old && !switchAt) switchAt = { atMs, to: sw.to };
   });
@@ -245,8 +252,8 @@ async function oneRun(run: number, cluster: Cluster, poller: LegacyPoller, args:
     for (const m of MECHANISMS) {
       const w = writers[m];
       const keys = w.acks.map((a) => w.key(a.seq));
-      const lost = await countMissing(target, keys, { timeoutMs: 5000 });
-      await deleteKeys(target, keys, { timeoutMs: 5000 });
+      const lost = await countMissing(target, keys, { timeoutMs: 5000, auth: currentAuth().redis });
+      await deleteKeys(target, keys, { timeoutMs: 5000, auth: currentAuth().redis });
       const meas = measureFailover(w.acks, { oldServer: old, newServer: sw.to, failedAtMs, switchAtMs: sw.atMs });
       byMechanism[m] = { switchMs: meas.switchMs, outageMs: meas.outageMs, lost, acked: w.acks.length, ackedByOldAfterSwitch: meas.ackedByOldAfterSwitch };
     }
@@ -329,6 +336,7 @@ async function main(): Promise<void> {
   let poller: LegacyPoller | undefined;
   try {
     log(`starting kb (coordinator + ${HA_NODES.length} agents) in ${cluster.dir}`);
+    useCredentials(cluster);
     await cluster.start();
     for (const module of ['redis', 'haproxy']) {
       const r = await cluster.kbctl(['rollout', module, '--min-healthy-time', '1s', '--healthy-deadline', '90s']);
@@ -337,7 +345,7 @@ async function main(): Promise<void> {
     const master = (await majorityMaster(REDIS_NODES))!;
     const peerDir = path.join(cluster.dir, 'peers');
     const legacy = await runPeer(cluster, 'kb-bench-legacy-haproxy', path.join(peerDir, 'legacy'), legacyConfig(master));
-    const tcp = await runPeer(cluster, 'kb-bench-tcpcheck-haproxy', path.join(peerDir, 'tcp-check'), tcpCheckConfig());
+    const tcp = await runPeer(cluster, 'kb-bench-tcpcheck-haproxy', path.join(peerDir, 'tcp-check'), tcpCheckConfig(currentAuth().redis?.password));
     peers.push(legacy, tcp);
     poller = new LegacyPoller(legacy, path.join(peerDir, 'legacy'), args.pollPeriodMs, master);
     poller.rephase(Math.random() * args.pollPeriodMs);

@@ -120,7 +120,7 @@ UNIT
 
 {
   echo '#!/bin/sh'
-  echo '# Removes what the kb installer added. Containers and data stay unless --purge is given.'
+  echo '# Removes what the kb installer added. Containers, data and credentials stay unless --purge is given.'
   echo "root='$root' bin='$bin' etc='$etc' envfile='$envfile' unit='$unit' state='$state'"
   echo "pidfile='$pidfile' logfile='$logfile' node='$node' use_systemd=$use_systemd"
   cat <<'UNINSTALL'
@@ -139,7 +139,9 @@ if [ -f "$pidfile" ]; then
 fi
 if [ $purge = 1 ]; then
   if [ -x "$bin" ] && [ -f "$envfile" ]; then (set -a; . "$envfile"; set +a; "$bin" remove-containers) || say "could not remove containers"; fi
-  rm -rf "$state" "$root/opt/keybuzz"
+  # Credentials kb wrote go with the containers that used them (the directory too, if nothing else is in it).
+  rm -rf "$state" "$root/opt/keybuzz" "$root/opt/keybuzz-installer/credentials"
+  rmdir "$root/opt/keybuzz-installer" 2>/dev/null || true
 fi
 rm -f "$unit" "$envfile" "$logfile" "$bin"
 rm -rf "$etc"

@@ -49,9 +49,11 @@ export interface DrillDeps {
   store: Store;
   log: Logger;
   inputs: () => PlanInputs;
-  /** Redis / Sentinel credentials; none today (issue Credentials). */
+  /** Static Redis / Sentinel credentials (tests); `auth` wins when given. */
   redisAuth?: RedisAuth;
   sentinelAuth?: RedisAuth;
+  /** The current Redis / Sentinel credentials (the coordinator: active redis.env version of its secret store), read when a drill starts. */
+  auth?: () => Promise<{ redis?: RedisAuth; sentinel?: RedisAuth }>;
 }
 
 /** Validated settings of one module (InputError naming the settings file when they are bad). */
@@ -83,6 +85,9 @@ export async function runRedisFailoverDrill(deps: DrillDeps, req: DrillRequest, 
   if (!(MODES as readonly string[]).includes(mode)) throw new DrillRefusedError(`--mode ${mode}: expected one of ${MODES.join(', ')}`);
   const failoverTimeoutMs = req.failoverTimeoutMs || DRILL_DEFAULTS.failoverTimeoutMs;
   const healthyDeadlineMs = req.healthyDeadlineMs || DRILL_DEFAULTS.healthyDeadlineMs;
+  const current = deps.auth ? await deps.auth() : undefined;
+  const redisAuth = current ? current.redis : deps.redisAuth;
+  const sentinelAuth = current ? current.sentinel : deps.sentinelAuth;
   const inputs = deps.inputs();
   const inv = inputs.inventory;
   const redisSettings: RedisSettings = settingsOf(redisModule, inputs);
@@ -103,7 +108,7 @@ export async function runRedisFailoverDrill(deps: DrillDeps, req: DrillRequest, 
   if (why) throw new DrillRefusedError(`the redis module is not healthy, refusing to break it further: ${why}`);
 
   const sentinels: Endpoint[] = topo.sentinels.map((s) => ({ host: s.host, port: s.port }));
-  const t0 = tally(await askSentinels(sentinels, topo.masterName, { timeoutMs: 1000, auth: deps.sentinelAuth }), sentinels.length);
+  const t0 = tally(await askSentinels(sentinels, topo.masterName, { timeoutMs: 1000, auth: sentinelAuth }), sentinels.length);
   if (!t0.agreed) throw new DrillRefusedError(`no Sentinel majority on the master: ${describeTally(t0)}`);
   const oldMaster = t0.agreed;
   const oldNode = topo.redis.find((r) => `${r.host}:${r.port}` === oldMaster)?.node;
@@ -128,7 +133,7 @@ export async function runRedisFailoverDrill(deps: DrillDeps, req: DrillRequest, 
 
   let switchAt: { atMs: number; to: string; sentinel: string } | undefined;
   let switchWaiter: (() => void) | undefined;
-  const links = new SentinelLinks(sentinels, { timeoutMs: 1000, auth: deps.sentinelAuth }, SENTINEL_EVENTS, (sentinel, channel, message, atMs) => {
+  const links = new SentinelLinks(sentinels, { timeoutMs: 1000, auth: sentinelAuth }, SENTINEL_EVENTS, (sentinel, channel, message, atMs) => {
     if (!message.includes(topo.masterName)) return;
     note(`sentinel ${sentinel}`, `${channel} ${message}`, atMs);
     const sw = channel === '+switch-master' ? parseSwitchMaster(message) : undefined;
@@ -140,7 +145,7 @@ export async function runRedisFailoverDrill(deps: DrillDeps, req: DrillRequest, 
   const id = randomUUID().slice(0, 8);
   let lastServer = '';
   const writer = new AckWriter({
-    proxy, auth: deps.redisAuth, keyPrefix: `kb:drill:${id}:`, intervalMs: req.writeIntervalMs || DRILL_DEFAULTS.writeIntervalMs, timeoutMs: 1000,
+    proxy, auth: redisAuth, keyPrefix: `kb:drill:${id}:`, intervalMs: req.writeIntervalMs || DRILL_DEFAULTS.writeIntervalMs, timeoutMs: 1000,
     onConnect: (server, atMs) => {
       if (server !== lastServer) note('writer', `connected through ${proxyText} to ${server}`, atMs);
       lastServer = server;
@@ -222,14 +227,14 @@ export async function runRedisFailoverDrill(deps: DrillDeps, req: DrillRequest, 
   report.writesAcked = writer.acks.length;
   report.writesFailed = writer.failures.filter((f) => f.seq > 0).length;
   // RPO: count on whichever master the Sentinels agree on now (the new one, normally).
-  const now = tally(await askSentinels(sentinels, topo.masterName, { timeoutMs: 1000, auth: deps.sentinelAuth }), sentinels.length);
+  const now = tally(await askSentinels(sentinels, topo.masterName, { timeoutMs: 1000, auth: sentinelAuth }), sentinels.length);
   const keys = writer.acks.map((a) => writer.key(a.seq));
   if (now.agreed && keys.length) {
     try {
       const target = parseEndpoint(now.agreed);
-      report.writesLost = await countMissing(target, keys, { timeoutMs: 5000, auth: deps.redisAuth });
+      report.writesLost = await countMissing(target, keys, { timeoutMs: 5000, auth: redisAuth });
       note('drill', `${report.writesLost} of ${keys.length} acknowledged writes missing on the master ${now.agreed}`);
-      await deleteKeys(target, keys, { timeoutMs: 5000, auth: deps.redisAuth });
+      await deleteKeys(target, keys, { timeoutMs: 5000, auth: redisAuth });
     } catch (err) {
       report.error ||= `counting lost writes: ${errorMessage(err)}`;
     }

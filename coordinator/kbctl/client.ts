@@ -1,8 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { CHANNEL_OPTIONS, kbV1 } from '../../proto/index.js';
 import type {
-  CreateTokenRequest, CreateTokenResponse, DrillRequest, DrillUpdate, HealthRequest, HealthResponse, ListTokensResponse, RemoveTokenResponse,
-  ListNodesResponse, PlanRequest, PlanResponse, RolloutRequest, RolloutStatusRequest, RolloutStatusResponse, RolloutUpdate,
+  CreateTokenRequest, CreateTokenResponse, DrillRequest, DrillUpdate, HealthRequest, HealthResponse, ImportSecretsRequest, ImportSecretsResponse,
+  ListNodesResponse, ListSecretsResponse, ListTokensResponse, PlanRequest, PlanResponse, RemoveTokenResponse, RolloutRequest, RolloutStatusRequest,
+  RolloutStatusResponse, RolloutUpdate, RotateSecretRequest, RotateSecretUpdate,
 } from '../../proto/types.js';
 import { KbError } from '../../shared/errors/index.js';
 
@@ -73,6 +74,19 @@ export class ControlClient {
 
   rolloutStatus(req: RolloutStatusRequest): Promise<RolloutStatusResponse> {
     return this.unary('RolloutStatus', req);
+  }
+
+  listSecrets(): Promise<ListSecretsResponse> {
+    return this.unary('ListSecrets', {});
+  }
+
+  importSecrets(req: ImportSecretsRequest): Promise<ImportSecretsResponse> {
+    return this.unary('ImportSecrets', req);
+  }
+
+  /** Streams a rotation's updates to `onUpdate`; resolves when the coordinator ends the stream. */
+  rotateSecret(req: RotateSecretRequest, onUpdate: (u: RotateSecretUpdate) => void): Promise<void> {
+    return this.stream('RotateSecret', req, onUpdate);
   }
 
   /** Streams a rollout's updates to `onUpdate`; resolves when the coordinator ends the stream. */

@@ -11,6 +11,7 @@ import type { DrillReport, RolloutInfo, RolloutUpdate } from '../../proto/types.
 import { ControlClient, ControlError } from './client.js';
 import { readKbConfig, resolveConfigPath } from './config.js';
 import { ago, bytes, clock, parseDuration, stdio, table, type Printer } from './printer.js';
+import { registerSecretsCommands } from './secrets.js';
 
 /** Exit codes: 0 ok, 1 the operation failed (rollout failed, validation problems), 2 usage or connection error. */
 export const EXIT = { ok: 0, failed: 1, error: 2 } as const;
@@ -103,6 +104,7 @@ export function buildProgram(p: Printer, setExit: (code: number) => void): Comma
             const detail = ch.action === 'create' ? ch.toImage : ch.action === 'remove' ? ch.fromImage : ch.reasons.join('; ');
             p.out(`  ${ch.action.padEnd(9)} ${ch.name}${detail ? `  ${detail}` : ''}`);
           }
+          for (const cr of n.credentials ?? []) p.out(`  credentials ${cr}`);
         }
         const changes = res.nodes.filter((n) => n.action !== 'unchanged').length;
         p.out(changes ? `${changes} of ${res.nodes.length} nodes would change` : `no changes: all ${res.nodes.length} nodes are up to date`);
@@ -266,17 +268,18 @@ export function buildProgram(p: Printer, setExit: (code: number) => void): Comma
 
   program
     .command('validate')
-    .description('check servers.tsv and versions.yaml; prints FILE:LINE: message per problem, exits 1 if any')
+    .description('check servers.tsv, versions.yaml (and module settings) incl. secret-looking values; prints FILE:LINE: message per problem, exits 1 if any')
     .option('--inventory <file>', 'servers.tsv')
     .option('--versions <file>', 'versions.yaml')
+    .option('--settings <file>', 'module settings (YAML): scanned for secret-looking values')
     .option('--env <env>', 'servers.tsv ENV rows to check', 'prod')
-    .action((o: { inventory?: string; versions?: string; env: string }) => {
-      if (!o.inventory && !o.versions) throw new UsageError('validate needs --inventory FILE and/or --versions FILE');
-      const problems = validateFiles({ inventoryFile: o.inventory, versionsFile: o.versions, env: o.env });
+    .action((o: { inventory?: string; versions?: string; settings?: string; env: string }) => {
+      if (!o.inventory && !o.versions && !o.settings) throw new UsageError('validate needs --inventory FILE, --versions FILE and/or --settings FILE');
+      const problems = validateFiles({ inventoryFile: o.inventory, versionsFile: o.versions, settingsFile: o.settings, env: o.env });
       if (globals().output === 'json') p.out(JSON.stringify(problems, null, 2));
       else for (const pr of problems) p.out(formatProblem(pr));
       if (problems.length) setExit(EXIT.failed);
-      else if (globals().output !== 'json') p.out(`ok: ${[o.inventory, o.versions].filter(Boolean).join(', ')}`);
+      else if (globals().output !== 'json') p.out(`ok: ${[o.inventory, o.versions, o.settings].filter(Boolean).join(', ')}`);
     });
 
   program
@@ -289,6 +292,8 @@ export function buildProgram(p: Printer, setExit: (code: number) => void): Comma
       if (o.shell) return p.out(shellExports(v).trimEnd());
       p.out(table(['KEY', 'VALUE', 'LINE'], [...v.entries.values()].map((e) => [e.key, e.value, String(e.line)])));
     });
+
+  registerSecretsCommands(program, { p, client, json: () => globals().output === 'json', setExit });
 
   return program;
 }

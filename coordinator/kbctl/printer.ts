@@ -1,6 +1,9 @@
+import { scrub } from '../../shared/log/index.js';
+
 /**
  * kbctl's output. Everything a user reads goes through here (stdout for results,
- * stderr for errors), so secrets can be kept out in one place and tests can capture it.
+ * stderr for errors), so secrets can be kept out in one place and tests can capture it:
+ * any secret value kbctl holds (`secrets import` reads some) is replaced by "[redacted]".
  */
 export interface Printer {
   out(text: string): void;
@@ -8,8 +11,8 @@ export interface Printer {
 }
 
 export const stdio: Printer = {
-  out: (text) => void process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
-  err: (text) => void process.stderr.write(text.endsWith('\n') ? text : `${text}\n`),
+  out: (text) => void process.stdout.write(scrub(text.endsWith('\n') ? text : `${text}\n`)),
+  err: (text) => void process.stderr.write(scrub(text.endsWith('\n') ? text : `${text}\n`)),
 };
 
 /** Renders rows as an aligned text table with a header. */

@@ -3,6 +3,7 @@ import { serversByRole } from '../../shared/inventory/index.js';
 import { container, healthCheck } from '../../shared/plan/builders.js';
 import { sha256Hex } from '../../shared/plan/hash.js';
 import { REDIS_DEFAULTS, redisTopology, type RedisSettings } from './redis.js';
+import { REDIS_CREDENTIALS_CHECK } from './redis-auth.js';
 import { checkSettings } from './settings.js';
 import type { ModuleDefinition, NodeDesired, RawSettings, RenderInput } from './types.js';
 
@@ -131,6 +132,8 @@ export const haproxyModule: ModuleDefinition<HaproxySettings> = {
   description: 'Internal HAProxy (ROLE=lb, SUBROLE=internal-haproxy): be_redis_master follows the Sentinel master',
   imageKeys: { haproxy: 'haproxy_image' },
   uses: ['redis'],
+  // Clients of Redis on these nodes, the master follower and the SET/GET check use redis.env.
+  credentials: ['redis'],
 
   hosts: haproxyHosts,
 
@@ -160,7 +163,7 @@ export const haproxyModule: ModuleDefinition<HaproxySettings> = {
     return out;
   },
 
-  render({ inventory, node, images, settings, nodeSettings, peers }: RenderInput<HaproxySettings>): NodeDesired {
+  render({ inventory, node, images, settings, nodeSettings, peers, secrets }: RenderInput<HaproxySettings>): NodeDesired {
     const s = { ...settings, ...nodeSettings };
     const redis = (peers.redis as RedisSettings | undefined) ?? REDIS_DEFAULTS;
     const config = haproxyConfig(node, s, redis);
@@ -185,7 +188,7 @@ export const haproxyModule: ModuleDefinition<HaproxySettings> = {
       healthChecks: [
         healthCheck({ name: 'redis-frontend', kind: 'tcp', host: checkHost, port: s.redis_port }),
         healthCheck({ name: 'follower', kind: 'redis-follower' }),
-        healthCheck({ name: 'redis-set-get', kind: 'redis-setget', host: checkHost, port: s.redis_port, timeoutMs: 2000 }),
+        healthCheck({ name: 'redis-set-get', kind: 'redis-setget', host: checkHost, port: s.redis_port, timeoutMs: 2000, ...(secrets?.redis ? REDIS_CREDENTIALS_CHECK : {}) }),
       ],
       redisFollower: {
         masterName: redis.master_name,
@@ -196,6 +199,7 @@ export const haproxyModule: ModuleDefinition<HaproxySettings> = {
         serverStateFile: `${s.runtime_dir}/server-state`,
         reconcileIntervalMs: s.follower_interval_ms,
         timeoutMs: s.follower_timeout_ms,
+        ...(secrets?.redis ? { credentialsFile: REDIS_CREDENTIALS_CHECK.credentialsFile } : {}),
       },
     };
   },

@@ -5,6 +5,7 @@ import { container, healthCheck } from '../../shared/plan/builders.js';
 import { sha256Hex } from '../../shared/plan/hash.js';
 import type { ModuleDefinition, NodeDesired, RawSettings, RenderInput } from './types.js';
 import { checkSettings } from './settings.js';
+import { redisAuth, sentinelAuthLines } from './redis-auth.js';
 
 /** Settings of the redis module (settings file key `redis`). */
 export interface RedisSettings {
@@ -64,17 +65,27 @@ export const SENTINEL_TEMPLATE = 'kb-template.conf';
  * last copied (keeping Sentinel's `myid`, so the others do not see a new Sentinel). A
  * restart with an unchanged template keeps everything Sentinel learned, including a
  * failover. See docs/adr/0006-redis-master-follower.md.
+ *
+ * With credentials, the template is the rendered credentials file KB_SENTINEL_TEMPLATE
+ * (mounted read-only) and holds the Sentinel passwords; Sentinel persists them in its
+ * sentinel.conf, so the script runs with umask 077 (sentinel.conf 0600) and remembers the
+ * template by its SHA-256 only (never a second copy).
  */
 export const SENTINEL_START_SCRIPT = [
   'set -e',
+  'umask 077',
   `cd ${SENTINEL_MOUNT}`,
-  `if [ ! -s sentinel.conf ] || ! cmp -s ${SENTINEL_TEMPLATE} .kb-template.applied; then`,
+  `tpl="\${KB_SENTINEL_TEMPLATE:-${SENTINEL_TEMPLATE}}"`,
+  'sum="$(sha256sum < "$tpl" | cut -d" " -f1)"',
+  'if [ ! -s sentinel.conf ] || [ "$sum" != "$(cat .kb-template.sha256 2>/dev/null)" ]; then',
   '  id="$(grep "^sentinel myid " sentinel.conf 2>/dev/null || true)"',
-  `  cp ${SENTINEL_TEMPLATE} sentinel.conf.kb-tmp`,
+  '  cp "$tpl" sentinel.conf.kb-tmp',
   '  if [ -n "$id" ]; then echo "$id" >> sentinel.conf.kb-tmp; fi',
   '  mv sentinel.conf.kb-tmp sentinel.conf',
-  `  cp ${SENTINEL_TEMPLATE} .kb-template.applied`,
+  '  echo "$sum" > .kb-template.sha256',
   'fi',
+  'chmod 600 sentinel.conf',
+  'rm -f .kb-template.applied',
   `exec redis-server ${SENTINEL_MOUNT}/sentinel.conf --sentinel`,
 ].join('\n');
 
@@ -88,17 +99,25 @@ export const SENTINEL_START_SCRIPT = [
  * failover rejoins as a replica at once, instead of coming back as a master with stale
  * data (demoted by Sentinel ~8 s later) or as a replica of a former master (fixed by
  * Sentinel only after failover-timeout). See docs/adr/0006-redis-master-follower.md.
+ *
+ * With credentials, KB_REDIS_ENV names the mounted redis.env: the Sentinel password is read
+ * from it in a subshell and given to redis-cli as REDISCLI_AUTH (not on its command line),
+ * and never exported to redis-server.
  */
 export const REDIS_START_SCRIPT = [
+  'sp=""',
+  'if [ -n "${KB_REDIS_ENV:-}" ] && [ -r "$KB_REDIS_ENV" ]; then sp="$(. "$KB_REDIS_ENV"; printf %s "$REDIS_SENTINEL_PASSWORD")"; fi',
   'tmp="$(mktemp -d)"',
   'i=0',
   'for s in $KB_SENTINELS; do',
   '  i=$((i+1))',
-  '  (timeout 2 redis-cli -h "${s%:*}" -p "${s##*:}" --raw SENTINEL get-master-addr-by-name "$KB_MASTER_NAME" 2>/dev/null | paste -sd: - > "$tmp/$i") &',
+  '  ( if [ -n "$sp" ]; then export REDISCLI_AUTH="$sp"; fi',
+  '    timeout 2 redis-cli -h "${s%:*}" -p "${s##*:}" --raw SENTINEL get-master-addr-by-name "$KB_MASTER_NAME" 2>/dev/null | paste -sd: - > "$tmp/$i" ) &',
   'done',
   'wait',
   'best="$(cat "$tmp"/* 2>/dev/null | grep -E "^[^ :]+:[0-9]+\\$" | sort | uniq -c | sort -rn | head -n1)"',
   'rm -rf "$tmp"',
+  'unset sp',
   'votes="$(echo $best | cut -d" " -f1)"',
   'master="$(echo $best | cut -d" " -f2)"',
   'if [ -n "$votes" ] && [ "$votes" -ge "$KB_SENTINEL_MAJORITY" ]; then',
@@ -175,6 +194,8 @@ export const redisModule: ModuleDefinition<RedisSettings> = {
   name: 'redis',
   description: 'Redis master + replicas + Sentinel (ROLE=redis), bound to each node private address',
   imageKeys: { redis: 'redis_image' },
+  credentials: ['redis'],
+  verifies: ['redis'],
 
   hosts: redisHosts,
 
@@ -214,12 +235,14 @@ export const redisModule: ModuleDefinition<RedisSettings> = {
     return out;
   },
 
-  render({ inventory, node, images, settings, nodeSettings }: RenderInput<RedisSettings>): NodeDesired {
+  render({ inventory, node, images, settings, nodeSettings, secrets }: RenderInput<RedisSettings>): NodeDesired {
     const s = { ...settings, ...nodeSettings };
     const master = redisMasters(inventory)[0];
     if (!master) throw new Error('redis: no master in inventory');
     const isMaster = master.hostname === node.hostname;
+    const auth = redisAuth(secrets?.redis);
     const args = [
+      ...auth.argsPrefix,
       '--bind', node.privateIp,
       '--port', String(s.port),
       // Replicas are known to the master (and so to Sentinel) by this address, whatever
@@ -229,7 +252,8 @@ export const redisModule: ModuleDefinition<RedisSettings> = {
       '--maxmemory-policy', s.maxmemory_policy,
       ...s.extra_args,
     ];
-    const template = sentinelTemplate(node, master, s);
+    const template = sentinelTemplate(node, master, s) + (secrets?.redis ? `${sentinelAuthLines(secrets.redis, s.master_name).join('\n')}\n` : '');
+    const secretFiles = auth.secretFiles(template);
     const topo = redisTopology(inventory, settings);
     const majority = Math.floor(topo.sentinels.length / 2) + 1;
     const localSentinel = `${node.privateIp}:${s.sentinel_port}`;
@@ -248,8 +272,9 @@ export const redisModule: ModuleDefinition<RedisSettings> = {
             KB_SENTINELS: topo.sentinels.map((x) => `${x.host}:${x.port}`).join(' '),
             KB_MASTER_NAME: s.master_name,
             KB_SENTINEL_MAJORITY: String(majority),
+            ...auth.redisEnv,
           },
-          volumes: [{ hostPath: s.data_dir, containerPath: '/data', readOnly: false }],
+          volumes: [{ hostPath: s.data_dir, containerPath: '/data', readOnly: false }, ...auth.redisVolumes],
           restartPolicy: 'unless-stopped',
           order: 1,
         }),
@@ -259,24 +284,26 @@ export const redisModule: ModuleDefinition<RedisSettings> = {
           entrypoint: '/bin/sh',
           args: ['-c', SENTINEL_START_SCRIPT],
           // The template's hash: a changed template replaces the container, whose start script then copies it.
-          env: { KB_SENTINEL_TEMPLATE_SHA256: sha256Hex(template) },
-          volumes: [{ hostPath: s.sentinel_dir, containerPath: SENTINEL_MOUNT, readOnly: false }],
+          env: { KB_SENTINEL_TEMPLATE_SHA256: sha256Hex(template), ...auth.sentinelEnv },
+          volumes: [{ hostPath: s.sentinel_dir, containerPath: SENTINEL_MOUNT, readOnly: false }, ...auth.sentinelVolumes],
           restartPolicy: 'unless-stopped',
           order: 2,
         }),
       ],
-      files: [{ path: `${s.sentinel_dir}/${SENTINEL_TEMPLATE}`, mode: 0o644, content: Buffer.from(template) }],
+      // With credentials the template holds passwords: it is a rendered credentials file, not a plain file.
+      files: secretFiles.length ? [] : [{ path: `${s.sentinel_dir}/${SENTINEL_TEMPLATE}`, mode: 0o644, content: Buffer.from(template) }],
+      secretFiles,
       healthChecks: [
         healthCheck({ name: 'redis-port', kind: 'tcp', host: node.privateIp, port: s.port }),
         healthCheck({ name: 'sentinel-port', kind: 'tcp', host: node.privateIp, port: s.sentinel_port }),
         healthCheck({
           name: 'redis-replication', kind: 'redis-replication', host: node.privateIp, port: s.port,
-          sentinels: [localSentinel], masterName: s.master_name, container: 'redis',
+          sentinels: [localSentinel], masterName: s.master_name, container: 'redis', ...auth.check,
         }),
         healthCheck({
           name: 'sentinels-agree', kind: 'redis-sentinel', host: node.privateIp, port: s.sentinel_port,
           sentinels: topo.sentinels.map((x) => `${x.host}:${x.port}`), masterName: s.master_name, minSentinels: topo.sentinels.length,
-          container: 'redis-sentinel',
+          container: 'redis-sentinel', ...auth.check,
         }),
       ],
     };

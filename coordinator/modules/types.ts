@@ -25,6 +25,19 @@ export interface RenderInput<S> {
   nodeSettings: Partial<S>;
   /** Validated module-wide settings of the modules named in `ModuleDefinition.uses`. */
   peers: Record<string, unknown>;
+  /**
+   * Versions of the secrets named in the module's `credentials` (absent when the planner
+   * runs without a secret store: unit tests, `kbctl plan` of a module without credentials).
+   */
+  secrets?: Record<string, SecretVersions>;
+}
+
+/** Which versions of one secret a plan uses (see coordinator/secrets and docs/security.md). */
+export interface SecretVersions {
+  /** The version consumers use: written to `<name>.env` on every node of the module. */
+  active: number;
+  /** Versions servers must accept: one, or two while a rotation is in its accept/switch phases. */
+  accepted: number[];
 }
 
 /**
@@ -39,6 +52,18 @@ export interface ModuleDefinition<S = unknown> {
   hosts(inv: Inventory): Server[];
   /** Logical image name -> the versions.yaml key that pins it. */
   imageKeys: Record<string, string>;
+  /**
+   * Credentials files (catalog names, shared/credentials/catalog.ts) every node of this
+   * module receives, at the active version, e.g. ['redis'] -> redis.env. The planner adds the
+   * SecretRefs; the catalog's role policy must allow every host (else the plan is refused).
+   */
+  credentials?: readonly string[];
+  /**
+   * Secrets this module's servers verify (a password clients present). During a rotation
+   * they accept the old and the new version (see RotationRecord); consumers only need
+   * `credentials`.
+   */
+  verifies?: readonly string[];
   /**
    * Modules whose settings this one renders from (e.g. haproxy needs redis' master name
    * and Sentinel port). Their settings are validated with this module's plan.

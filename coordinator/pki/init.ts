@@ -1,6 +1,8 @@
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { generateKeyPair, exportPrivateKeyPem, isIssuedBy, certInfo, issueCertificate, PkiError } from '../../shared/tls/index.js';
 import { readKbConfig, writeKbConfig } from '../kbctl/config.js';
+import { ensureSecretKey, SECRET_KEY_FILE } from '../secrets/keyfile.js';
 import { ADMIN_CERT_TTL_MS, ensurePki } from './pki.js';
 
 export interface InitOptions {
@@ -14,13 +16,18 @@ export interface InitOptions {
 }
 
 /**
- * `kb-coordinator init`: the CA, the serving certificate and the admin credential.
+ * `kb-coordinator init`: the CA, the serving certificate, the admin credential and the
+ * secret store key (`<dataDir>/secrets.key`, AES-256, 0600; see coordinator/secrets).
  * Idempotent: what exists and is valid is kept (never an existing CA); returns one line
  * per item saying what was created or kept.
  */
 export async function initCoordinator(o: InitOptions): Promise<string[]> {
   const { pki, created, kept } = await ensurePki(o.dataDir, o.sans);
   const lines = [...created.map((c) => `created ${c}`), ...kept.map((k) => `kept ${k}`)];
+  const keyFile = path.join(o.dataDir, SECRET_KEY_FILE);
+  const hadKey = existsSync(keyFile);
+  ensureSecretKey(o.dataDir);
+  lines.push(hadKey ? `kept secret store key ${keyFile}` : `created secret store key ${keyFile} (mode 0600)`);
   if (existsSync(o.adminConfig)) {
     const cfg = readKbConfig(o.adminConfig);
     if (!isIssuedBy(cfg.certificate, pki.caPem)) {

@@ -2,10 +2,10 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { KbError, errorMessage } from '../../shared/errors/index.js';
-import type { ModuleHealth, ModuleState } from '../../proto/types.js';
+import type { CoordinatorMessage, ModuleHealth, ModuleState } from '../../proto/types.js';
 import type { ImageResolver } from '../images/resolve.js';
 import { getModule } from '../modules/index.js';
-import type { PlanInputs } from '../modules/types.js';
+import type { PlanInputs, SecretVersions } from '../modules/types.js';
 import { computeDesired } from '../planner.js';
 import type { SessionRegistry } from '../sessions.js';
 import type { EventKind, EventRecord, RevisionRecord, RolloutNodeRecord, RolloutRecord, Store } from '../store/types.js';
@@ -36,6 +36,14 @@ export interface EngineDeps {
   log: Logger;
   /** Reads the inventory, versions and settings fresh (operators edit files between rollouts). */
   inputs: () => PlanInputs;
+  /**
+   * The secret store (coordinator/secrets): which versions plans use, and the session
+   * message carrying a state with its secret values. Absent: plans carry no credentials.
+   */
+  secrets?: {
+    versions(): Promise<Record<string, SecretVersions>>;
+    desiredMessage(state: ModuleState): Promise<CoordinatorMessage>;
+  };
 }
 
 interface GateOutcome { ok: boolean; check: string; observed: string; error: string }
@@ -90,7 +98,7 @@ export class RolloutEngine {
     if (opts.undo) {
       target = await this.undoRevision(module, latest);
     } else {
-      const desired = await computeDesired(def, inputs, this.deps.resolver);
+      const desired = await computeDesired(def, inputs, this.deps.resolver, await this.deps.secrets?.versions());
       const same = latest && sameStates(latest.states, desired.states);
       target = same ? latest : {
         module,
@@ -198,7 +206,18 @@ export class RolloutEngine {
     await this.save(r);
     await this.event(r, 'node-apply', n.node, `sending revision ${state.revision} (spec ${state.specHash.slice(0, 12)})`);
     await store.putAssignment({ node: n.node, module: r.module, revision: state.revision, specHash: state.specHash, assignedMs: startMs });
-    sessions.get(n.node)?.send({ desired: state });
+    let message: CoordinatorMessage;
+    try {
+      message = this.deps.secrets ? await this.deps.secrets.desiredMessage(state) : { desired: state };
+    } catch (err) {
+      const out = { ok: false, check: 'credentials', observed: errorMessage(err), error: `${n.node}: cannot deliver the credentials of revision ${state.revision}: ${errorMessage(err)}` };
+      n.phase = 'failed';
+      n.error = out.error;
+      await this.save(r);
+      await this.event(r, 'node-failed', n.node, out.error, out.check, out.observed);
+      return out;
+    }
+    sessions.get(n.node)?.send(message);
 
     const out = await new Promise<GateOutcome>((resolve) => {
       let healthySince: number | undefined;
@@ -287,7 +306,15 @@ export class RolloutEngine {
   private async undoRevision(module: string, latest: RevisionRecord | undefined): Promise<RevisionRecord> {
     if (!latest) throw new RolloutError(`${module} has no revision to undo`);
     const revisions = await this.deps.store.listRevisions(module);
-    const prev = revisions.filter((x) => x.revision < latest.revision && x.healthyMs !== null && !sameStates(x.states, latest.states)).pop();
+    const candidates = revisions.filter((x) => x.revision < latest.revision && x.healthyMs !== null && !sameStates(x.states, latest.states));
+    // Never undo across a credentials change: an older revision would bring back a retired password.
+    const versions = await this.deps.secrets?.versions();
+    const current = (x: RevisionRecord) => !versions || Object.values(x.states).every((st) => (st.secrets ?? []).every((ref) => {
+      const v = versions[ref.name];
+      return v !== undefined && (ref.file ? ref.version === v.active : v.accepted.includes(ref.version) || ref.version === v.active);
+    }));
+    const prev = candidates.filter(current).pop();
+    if (!prev && candidates.length) throw new RolloutError(`${module}: every earlier healthy revision uses credentials that are no longer current (rotated or imported since); undo cannot go back across a credentials change: roll forward instead`);
     if (!prev) throw new RolloutError(`${module}: no earlier revision was healthy on every node; nothing to undo to`);
     const revision = latest.revision + 1;
     return { module, revision, createdMs: Date.now(), images: prev.images, states: stamp(prev.states, revision), healthyMs: null, sourceRevision: prev.revision };

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import type { AgentMessage, CoordinatorMessage, HealthReport, RenewRequest, RenewResponse } from '../../proto/types.js';
+import type { AgentMessage, CoordinatorMessage, HealthReport, ModuleState, RenewRequest, RenewResponse, SecretsRequest } from '../../proto/types.js';
 import { errorMessage } from '../../shared/errors/index.js';
 import { EnrollError, type Enroller } from '../pki/enroll.js';
 import type { PeerCert } from './auth.js';
@@ -22,6 +22,8 @@ export interface AgentServiceDeps {
    * open a session.
    */
   authenticate: (call: grpc.ServerDuplexStream<AgentMessage, CoordinatorMessage>) => Promise<PeerCert | undefined>;
+  /** Builds the message carrying a desired state (with its secret values). Default: the state alone. */
+  deliver?: (state: ModuleState) => Promise<CoordinatorMessage>;
 }
 
 /** Minimum spacing of node-record writes caused by health reports (facts, last seen). */
@@ -40,6 +42,7 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
     let session: AgentSession | undefined;
     let lastPersist = 0;
     const persisted = new Map<string, string>();
+    const lastResend = new Map<string, number>();
     const fail = (code: grpc.status, details: string) => {
       deps.log.warn({ peer: call.getPeer(), details }, 'agent session refused');
       call.emit('error', { code, details });
@@ -55,6 +58,10 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
         return;
       }
       deps.sessions.handle(session, msg);
+      if (msg.secretsRequest) {
+        const s = session;
+        void resendSecrets(s, msg.secretsRequest).catch((err: unknown) => deps.log.error({ err, node: s.node }, 'resend of credentials failed'));
+      }
       if (msg.health) {
         void persistHealth(session, msg.health).catch((err: unknown) => deps.log.error({ err, node: session?.node }, 'persist health failed'));
       }
@@ -87,8 +94,33 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
         if (h && h.revision === a.revision && h.specHash === a.specHash) continue;
         const rev = await deps.store.getRevision(a.module, a.revision);
         const state = rev?.states[node];
-        if (state) session.send({ desired: state });
+        if (state) session.send(await deliver(state));
       }
+    }
+
+    function deliver(state: ModuleState): Promise<CoordinatorMessage> {
+      return deps.deliver ? deps.deliver(state) : Promise.resolve({ desired: state });
+    }
+
+    /**
+     * The agent lacks the values for a credentials file of a state it holds: resend the
+     * node's own assignment with its values, only if the request names exactly that
+     * assignment (a node never receives another node's or another revision's credentials).
+     */
+    async function resendSecrets(s: AgentSession, req: SecretsRequest): Promise<void> {
+      // At most one resend per module every 2 s, whatever the agent asks.
+      const now = Date.now();
+      if (now - (lastResend.get(req.module) ?? 0) < 2000) return;
+      lastResend.set(req.module, now);
+      const a = (await deps.store.listAssignments({ node: s.node, module: req.module }))[0];
+      if (!a || a.revision !== req.revision || a.specHash !== req.specHash) {
+        deps.log.warn({ node: s.node, module: req.module, revision: req.revision }, 'credentials resend refused: not the node\'s current assignment');
+        return;
+      }
+      const state = (await deps.store.getRevision(a.module, a.revision))?.states[s.node];
+      if (!state) return;
+      deps.log.info({ node: s.node, module: req.module, revision: req.revision, reason: req.reason }, 'resending credentials');
+      s.send(await deliver(state));
     }
 
     async function persistHealth(s: AgentSession, report: HealthReport): Promise<void> {

@@ -9,7 +9,7 @@ import type {
 import { DrillRefusedError, type Drills } from '../drill/index.js';
 import type { ImageResolver } from '../images/resolve.js';
 import { getModule, MODULES } from '../modules/index.js';
-import type { PlanInputs } from '../modules/types.js';
+import type { PlanInputs, SecretVersions } from '../modules/types.js';
 import { checkNodeFilter, computeDesired, diffNode } from '../planner.js';
 import { RolloutError, type RolloutEngine } from '../rollout/engine.js';
 import type { SessionRegistry } from '../sessions.js';
@@ -26,6 +26,8 @@ export interface ControlDeps {
   inputs: () => PlanInputs;
   /** A node is NotReady when nothing was heard from it for this long. */
   notReadyAfterMs: number;
+  /** Which secret versions plans use (absent: plans without credentials). */
+  secrets?: { versions(): Promise<Record<string, SecretVersions>> };
   /** Authorizes a control call; throws a grpc error object to refuse. */
   authorize: (call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) => void;
   /** Join tokens; undefined in plaintext mode (no CA). */
@@ -111,7 +113,7 @@ export function controlHandlers(deps: ControlDeps): grpc.UntypedServiceImplement
       const def = getModule(req.module);
       const inputs = deps.inputs();
       if (req.nodes.length) checkNodeFilter(def, inputs.inventory, req.nodes);
-      const desired = await computeDesired(def, inputs, deps.resolver);
+      const desired = await computeDesired(def, inputs, deps.resolver, await deps.secrets?.versions());
       const assignments = await deps.store.listAssignments({ module: def.name });
       const reported = await deps.store.listNodeModules({ module: def.name });
       const nodes = [];

@@ -2,8 +2,8 @@ import Database from 'better-sqlite3';
 import { chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type {
-  AssignmentRecord, EventRecord, NodeIdentityRecord, NodeModuleRecord, NodeRecord, RevisionRecord, RolloutRecord, RolloutState, Store,
-  TokenRecord,
+  AssignmentRecord, EventRecord, NodeIdentityRecord, NodeModuleRecord, NodeRecord, RevisionRecord, RolloutRecord, RolloutState, SecretStateRecord,
+  SecretVersionRecord, Store, TokenRecord,
 } from './types.js';
 
 /**
@@ -29,6 +29,8 @@ export class SqliteStore implements Store {
       CREATE TABLE IF NOT EXISTS rollouts (id TEXT PRIMARY KEY, module TEXT NOT NULL, state TEXT NOT NULL, created_ms INTEGER NOT NULL, doc TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, rollout_id TEXT NOT NULL, doc TEXT NOT NULL);
       CREATE INDEX IF NOT EXISTS events_rollout ON events (rollout_id, id);
+      CREATE TABLE IF NOT EXISTS secret_versions (name TEXT, version INTEGER, doc TEXT NOT NULL, PRIMARY KEY (name, version));
+      CREATE TABLE IF NOT EXISTS secret_states (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS node_identities (node TEXT PRIMARY KEY, doc TEXT NOT NULL);
     `);
@@ -103,6 +105,22 @@ export class SqliteStore implements Store {
   async listEvents(rolloutId: string): Promise<EventRecord[]> {
     return (this.db.prepare('SELECT id, doc FROM events WHERE rollout_id = ? ORDER BY id').all(rolloutId) as { id: number; doc: string }[])
       .map((row) => ({ ...(JSON.parse(row.doc) as Omit<EventRecord, 'id'>), id: row.id }));
+  }
+
+  async putSecretVersion(r: SecretVersionRecord): Promise<void> {
+    this.db.prepare('INSERT INTO secret_versions (name, version, doc) VALUES (?, ?, ?)').run(r.name, r.version, JSON.stringify(r));
+  }
+  async listSecretVersions(name?: string): Promise<SecretVersionRecord[]> {
+    return parseAll(this.db.prepare('SELECT doc FROM secret_versions WHERE (@name IS NULL OR name = @name) ORDER BY name, version').all({ name: name ?? null }));
+  }
+  async putSecretState(r: SecretStateRecord): Promise<void> {
+    this.db.prepare('INSERT INTO secret_states (name, doc) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET doc = excluded.doc').run(r.name, JSON.stringify(r));
+  }
+  async getSecretState(name: string): Promise<SecretStateRecord | undefined> {
+    return parse(this.db.prepare('SELECT doc FROM secret_states WHERE name = ?').get(name));
+  }
+  async listSecretStates(): Promise<SecretStateRecord[]> {
+    return parseAll(this.db.prepare('SELECT doc FROM secret_states ORDER BY name').all());
   }
 
   async putToken(t: TokenRecord): Promise<void> {

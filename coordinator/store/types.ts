@@ -46,6 +46,17 @@ export interface Store {
   getNodeIdentity(node: string): Promise<NodeIdentityRecord | undefined>;
   listNodeIdentities(): Promise<NodeIdentityRecord[]>;
 
+  /**
+   * Secret versions are immutable and hold values only in sealed (encrypted) form; writing
+   * an existing (name, version) throws. See coordinator/secrets.
+   */
+  putSecretVersion(r: SecretVersionRecord): Promise<void>;
+  listSecretVersions(name?: string): Promise<SecretVersionRecord[]>;
+  /** The mutable per-secret state (active version, accepted versions, rotation). */
+  putSecretState(r: SecretStateRecord): Promise<void>;
+  getSecretState(name: string): Promise<SecretStateRecord | undefined>;
+  listSecretStates(): Promise<SecretStateRecord[]>;
+
   close(): Promise<void>;
 }
 
@@ -184,4 +195,59 @@ export interface NodeIdentityRecord {
   enrolledMs: number;
   tokenId: string;
   source: string;
+}
+
+/** How a secret version came to be. */
+export type SecretSource = 'generated' | 'imported' | 'rotated';
+
+/** One version of one credentials file. Never holds a value in plain form. */
+export interface SecretVersionRecord {
+  name: string;
+  version: number;
+  createdMs: number;
+  source: SecretSource;
+  /** Variable names, in file order (names are not secret). */
+  varNames: string[];
+  /** AES-256-GCM sealed JSON of the variables (see coordinator/secrets/crypto.ts). */
+  sealed: string;
+  /** Identifies the key that sealed it (first bytes of SHA-256 of the key). */
+  keyId: string;
+}
+
+/**
+ * Rotation of one secret from version `from` to `to`, driven phase by phase through the
+ * rollout engine:
+ *
+ *   accept ──> switch ──> retire ──> (done: state succeeded)
+ *      └──────────┴──────────┴─────> failed (paused in that phase; `kbctl secrets rotate` resumes it)
+ *
+ *  - accept: servers accept both versions, consumers still use `from`;
+ *  - switch: every consumer moves to `to` (servers still accept both);
+ *  - retire: servers accept only `to`.
+ */
+export type RotationPhase = 'accept' | 'switch' | 'retire';
+
+export interface RotationRecord {
+  from: number;
+  to: number;
+  phase: RotationPhase;
+  state: 'running' | 'succeeded' | 'failed';
+  error: string;
+  /** Rollout ids started by this rotation, in order. */
+  rollouts: string[];
+  /** Gates of its rollouts (kept so that a resume after a coordinator restart uses the same). */
+  options?: { maxParallel?: number; healthyDeadlineMs?: number; minHealthyTimeMs?: number };
+  startedMs: number;
+  updatedMs: number;
+}
+
+export interface SecretStateRecord {
+  name: string;
+  /** The version consumers use (written to <name>.env). */
+  active: number;
+  /** Versions servers accept (one, or two during a rotation). */
+  accepted: number[];
+  /** The latest rotation, if any. */
+  rotation: RotationRecord | null;
+  updatedMs: number;
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { ContainerSpec, FileSpec, HealthCheck, ModuleState, RedisMasterFollower } from '../../proto/types.js';
+import type { ContainerSpec, FileSpec, HealthCheck, ModuleState, RedisMasterFollower, SecretFile, SecretRef } from '../../proto/types.js';
 
 /**
  * Canonical JSON: object keys sorted, Buffers as base64, undefined dropped. Two values
@@ -35,17 +35,23 @@ export function containerSpecHash(c: ContainerSpec): string {
 
 /**
  * Stable content hash of a module's desired state on one node. It covers containers,
- * files, health checks and the Redis master follower (only when set, so states without
- * one keep the hash they had before the field existed), and deliberately not the
- * revision: re-planning the same inputs gives the same hash, which is how a no-op
- * rollout is detected.
+ * files, health checks, the Redis master follower (only when set, so states without one keep
+ * the hash they had before the field existed), and credentials references (secret name,
+ * version, target file) and templates, and deliberately not the revision: re-planning the
+ * same inputs gives the same hash, which is how a no-op rollout is detected. A new secret
+ * version therefore changes the hash (and makes a new revision) although no value is part of
+ * the state. Empty credentials lists are left out, so states without credentials hash as
+ * they always did.
  */
 export function moduleSpecHash(s: {
   module: string; containers: ContainerSpec[]; files: FileSpec[]; healthChecks: HealthCheck[]; redisFollower?: RedisMasterFollower | null;
+  secrets?: SecretRef[]; secretFiles?: SecretFile[];
 }): string {
   return sha256Hex(canonicalJson({
     module: s.module, containers: s.containers, files: s.files, healthChecks: s.healthChecks,
     ...(s.redisFollower ? { redisFollower: s.redisFollower } : {}),
+    ...(s.secrets?.length ? { secrets: s.secrets } : {}),
+    ...(s.secretFiles?.length ? { secretFiles: s.secretFiles } : {}),
   }));
 }
 

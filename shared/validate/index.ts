@@ -1,7 +1,10 @@
 /**
  * `kbctl validate`: checks servers.tsv and versions.yaml, each on its own and against each
- * other. Never throws on bad input: every finding is a `Problem` (print with `formatProblem`).
+ * other, and (with module settings) that none of the three files holds a secret-looking
+ * value. Never throws on bad input: every finding is a `Problem` (print with `formatProblem`).
  */
+import { existsSync } from 'node:fs';
+import { scanInventory, scanSettingsFile, scanVersions } from '../credentials/inputs-scan.js';
 import type { Problem } from '../errors/index.js';
 import { checkInventoryFile, serversByRole, type Inventory } from '../inventory/index.js';
 import { checkVersionsFile, type Versions } from '../versions/index.js';
@@ -11,6 +14,8 @@ export interface ValidateInput {
   inventoryFile?: string;
   /** versions.yaml to check; not checked when absent. */
   versionsFile?: string;
+  /** Module settings (YAML) to scan for secrets; not checked when absent. */
+  settingsFile?: string;
   /** ENV kept from the inventory (default 'prod'; '*' keeps all). */
   env?: string;
 }
@@ -34,7 +39,7 @@ export const MODULE_VERSION_KEYS: readonly { module: string; role: string; subro
  * Reads and checks both files (a file that cannot be read is a problem on line 0), then, when
  * both were read, reports each key a hosted module needs but versions.yaml lacks, on line 1
  * of the versions file: "redis_image is missing (needed by redis-01, redis-02, redis-03)".
- * Problems are grouped by file in argument order (inventory first, then versions), then
+ * Problems are grouped by file in argument order (inventory, versions, settings), then
  * sorted by line and column; order is otherwise stable.
  */
 export function validateFiles(input: ValidateInput): Problem[] {
@@ -44,15 +49,26 @@ export function validateFiles(input: ValidateInput): Problem[] {
   if (input.inventoryFile !== undefined) {
     const r = checkInventoryFile(input.inventoryFile, input.env === undefined ? {} : { env: input.env });
     problems.push(...r.problems);
-    if (!r.problems.some((p) => p.line === 0)) inventory = r.inventory;
+    if (!r.problems.some((p) => p.line === 0)) {
+      inventory = r.inventory;
+      // Every row, whatever its ENV: a password in a staging row is just as leaked.
+      problems.push(...scanInventory(checkInventoryFile(input.inventoryFile, { env: '*' }).inventory));
+    }
   }
   if (input.versionsFile !== undefined) {
     const r = checkVersionsFile(input.versionsFile);
     problems.push(...r.problems);
-    if (!r.problems.some((p) => p.line === 0)) versions = r.versions;
+    if (!r.problems.some((p) => p.line === 0)) {
+      versions = r.versions;
+      problems.push(...scanVersions(r.versions));
+    }
+  }
+  if (input.settingsFile !== undefined) {
+    if (!existsSync(input.settingsFile)) problems.push({ file: input.settingsFile, line: 0, message: 'file not found' });
+    else problems.push(...scanSettingsFile(input.settingsFile));
   }
   if (inventory && versions) problems.push(...crossCheck(inventory, versions));
-  const fileOrder = [input.inventoryFile, input.versionsFile];
+  const fileOrder = [input.inventoryFile, input.versionsFile, input.settingsFile];
   const rank = (f: string) => {
     const i = fileOrder.indexOf(f);
     return i < 0 ? fileOrder.length : i;

@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, FAST_REDIS_SETTINGS, REDIS_NODES } from '../helpers/cluster.js';
+import { redisPasswordOn } from '../helpers/credentials.js';
 import { waitFor } from '../helpers/proc.js';
 import { registryDigest } from '../helpers/registry.js';
 
@@ -11,8 +12,14 @@ import { registryDigest } from '../helpers/registry.js';
 const GATE = ['--min-healthy-time', '1s', '--healthy-deadline', '60s'];
 let cluster: Cluster;
 
+/** A client as an application on a Redis node would make it: password from the node's redis.env. */
+async function client(ip: string): Promise<Redis> {
+  const node = REDIS_NODES.find((n) => n.ip === ip)!.name;
+  return new Redis({ host: ip, port: 6379, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, password: await redisPasswordOn(cluster, node) });
+}
+
 async function redisGet(ip: string, key: string): Promise<string | null> {
-  const r = new Redis({ host: ip, port: 6379, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const r = await client(ip);
   try {
     await r.connect();
     return await r.get(key);
@@ -22,7 +29,7 @@ async function redisGet(ip: string, key: string): Promise<string | null> {
 }
 
 async function redisSet(ip: string, key: string, value: string): Promise<void> {
-  const r = new Redis({ host: ip, port: 6379, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const r = await client(ip);
   try {
     await r.connect();
     await r.set(key, value);

@@ -5,7 +5,8 @@ import { AckWriter, measureFailover } from '../../shared/redis/writer.js';
 import { Cluster, HA_NODES, HA_SETTINGS, REDIS_NODES } from '../helpers/cluster.js';
 import { sleep, waitFor } from '../helpers/proc.js';
 import {
-  MASTER_NAME, allHealthy, check, failing, haproxyServer, majorityMaster, redis, replication, runtimeSocket, sentinelSays, setThroughProxy,
+  MASTER_NAME, allHealthy, check, currentAuth, failing, haproxyServer, majorityMaster, redis, replication, runtimeSocket, sentinelSays, setThroughProxy,
+  useCredentials,
 } from '../helpers/redis-ha.js';
 
 // Redis HA on the real engine: three Redis nodes (redis + redis-sentinel containers) and one
@@ -43,6 +44,7 @@ async function watchRouting(ms: number): Promise<Set<string>> {
 beforeAll(async () => {
   cluster = new Cluster({ nodes: HA_NODES, settings: HA_SETTINGS });
   socket = runtimeSocket(cluster, LB.name);
+  useCredentials(cluster);
   await cluster.start();
 });
 
@@ -134,7 +136,7 @@ describe('Redis HA: Sentinel, HAProxy and the master follower', () => {
   it('killing the master container: within down-after + a few seconds, writes through HAProxy land on the new master, HAProxy\'s server is the new master', async () => {
     const old = (await majorityMaster(REDIS_NODES))!;
     const oldNode = nodeOf(old);
-    const writer = new AckWriter({ proxy: { host: LB.ip, port: 6379 }, keyPrefix: 'kb:e2e:kill:', intervalMs: 5, timeoutMs: 1000 });
+    const writer = new AckWriter({ proxy: { host: LB.ip, port: 6379 }, auth: currentAuth().redis, keyPrefix: 'kb:e2e:kill:', intervalMs: 5, timeoutMs: 1000 });
     writer.start();
     try {
       expect((await writer.waitForAck(() => true, 5000))?.server).toBe(old);
@@ -164,7 +166,7 @@ describe('Redis HA: Sentinel, HAProxy and the master follower', () => {
     const master = (await majorityMaster(REDIS_NODES))!;
     const down = REDIS_NODES.find((n) => !cluster.agents.get(n.name)!.running)!;
     const oldAddr = `${down.ip}:6379`;
-    const writer = new AckWriter({ proxy: { host: LB.ip, port: 6379 }, keyPrefix: 'kb:e2e:rejoin:', intervalMs: 5, timeoutMs: 1000 });
+    const writer = new AckWriter({ proxy: { host: LB.ip, port: 6379 }, auth: currentAuth().redis, keyPrefix: 'kb:e2e:rejoin:', intervalMs: 5, timeoutMs: 1000 });
     writer.start();
     const seen = new Set<string>();
     const roles = new Set<string>();

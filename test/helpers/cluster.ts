@@ -97,6 +97,8 @@ export class Cluster {
   readonly configFile: string;
   /** The coordinator's data directory (store and pki/). */
   readonly dataDir: string;
+  /** stdout and stderr of every kbctl run of this cluster (leak searches read them). */
+  readonly kbctlOutput: string[] = [];
   private readonly heartbeatMs: number;
   private readonly healthIntervalMs: number;
   /** Extra `kb-coordinator run` arguments (later ones win). */
@@ -240,13 +242,21 @@ export class Cluster {
     else base.KB_CONFIG = this.configFile;
     const merged = { ...base, ...env };
     for (const [k, v] of Object.entries(env)) if (v === undefined) delete merged[k];
-    return run(process.execPath, [dist('kbctl.cjs'), ...args], merged);
+    return run(process.execPath, [dist('kbctl.cjs'), ...args], merged).then((r) => {
+      this.kbctlOutput.push(r.stdout, r.stderr);
+      return r;
+    });
   }
 
   /** Serials of the certificates nodes hold now, from `kbctl nodes -o json`. */
   async certSerials(): Promise<Record<string, string>> {
     const r = await this.kbctl(['-o', 'json', 'nodes']);
     return Object.fromEntries((JSON.parse(r.stdout) as { name: string; certSerial: string }[]).map((n) => [n.name, n.certSerial]));
+  }
+
+  /** The directory a node's agent maps every host path under (its --host-root). */
+  nodeRoot(node: string): string {
+    return path.join(this.dir, 'nodes', node, 'root');
   }
 
   /** kb-managed containers of one node (label kb.node), with their inspect data. */

@@ -1,15 +1,40 @@
 // Helpers for Redis HA end-to-end tests and the redis-failover benchmark: talk to the real
 // Sentinels, Redis servers and HAProxy Runtime API of a Cluster started with HA_NODES.
+import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { CREDENTIALS_DIR, parseEnvFile } from '../../shared/credentials/index.js';
+import type { RedisAuth } from '../../shared/redis/endpoint.js';
 import type { Cluster, TestNode } from './cluster.js';
 
 export const MASTER_NAME = 'kb-redis-master';
 
-/** A one-shot connection to host:port (no retries), closed after `fn`. */
+let credentialsFile: string | undefined;
+
+/**
+ * Makes every client of these helpers authenticate as an application on `node` would: with
+ * the passwords of that node's redis.env, read at each connection (so a rotation is followed).
+ */
+export function useCredentials(cluster: Cluster, node = 'redis-01'): void {
+  credentialsFile = path.join(cluster.hostRoot(node), CREDENTIALS_DIR, 'redis.env');
+}
+
+/** The current Redis and Sentinel credentials (none before useCredentials or before the first rollout). */
+export function currentAuth(): { redis?: RedisAuth; sentinel?: RedisAuth } {
+  if (!credentialsFile || !existsSync(credentialsFile)) return {};
+  const vars = parseEnvFile(readFileSync(credentialsFile, 'utf8'), credentialsFile).vars;
+  const a = (v: string | undefined) => (v ? { password: v } : undefined);
+  return { redis: a(vars.get('REDIS_PASSWORD')), sentinel: a(vars.get('REDIS_SENTINEL_PASSWORD')) };
+}
+
+/** A one-shot connection to host:port (no retries), closed after `fn`. Ports from 26000 up are Sentinels (their password). */
 export async function redis<T>(host: string, port: number, fn: (r: Redis) => Promise<T>, timeoutMs = 2000): Promise<T> {
-  const r = new Redis({ host, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: timeoutMs, commandTimeout: timeoutMs, enableOfflineQueue: false });
+  const auth = port >= 26000 ? currentAuth().sentinel : currentAuth().redis;
+  const r = new Redis({
+    host, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: timeoutMs, commandTimeout: timeoutMs, enableOfflineQueue: false,
+    ...(auth?.password ? { password: auth.password } : {}),
+  });
   r.on('error', () => undefined);
   try {
     await r.connect();

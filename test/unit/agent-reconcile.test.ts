@@ -57,8 +57,8 @@ afterEach(async () => {
 });
 
 describe('reconcileModule', () => {
-  it('lists its steps in order: files, images, prune, containers', () => {
-    expect(STEPS.map((s) => s.name)).toEqual(['files', 'images', 'prune', 'containers']);
+  it('lists its steps in order: credentials, files, images, prune, containers', () => {
+    expect(STEPS.map((s) => s.name)).toEqual(['credentials', 'files', 'images', 'prune', 'containers']);
   });
 
   it('writes files, pulls once, creates and starts containers in ascending order', async () => {

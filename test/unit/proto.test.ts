@@ -5,7 +5,7 @@ describe('kb.v1 contract', () => {
   it('loads both services with their methods', () => {
     const v1 = kbV1();
     expect(Object.keys(v1.AgentService.service)).toEqual(['Session', 'Renew']);
-    expect(Object.keys(v1.ControlService.service).sort()).toEqual(['CreateToken', 'Drill', 'Health', 'ListNodes', 'ListTokens', 'Plan', 'RemoveToken', 'Rollout', 'RolloutStatus']);
+    expect(Object.keys(v1.ControlService.service).sort()).toEqual(['CreateToken', 'Drill', 'Health', 'ImportSecrets', 'ListNodes', 'ListSecrets', 'ListTokens', 'Plan', 'RemoveToken', 'Rollout', 'RolloutStatus', 'RotateSecret']);
   });
 
   it('round-trips a desired module state through the real codec', () => {
@@ -53,7 +53,7 @@ describe('kb.v1 contract', () => {
         redisFollower: follower,
       },
     })) as Record<string, any>;
-    expect(down.desired.redisFollower).toEqual(follower);
+    expect(down.desired.redisFollower).toEqual({ ...follower, credentialsFile: '' });
     expect(down.desired.healthChecks[0]).toMatchObject({ sentinels: ['127.0.2.1:26379'], masterName: 'kb-redis-master', minSentinels: 3 });
     const plain = session.responseDeserialize(session.responseSerialize({ desired: { module: 'redis', revision: 1 } })) as Record<string, any>;
     expect(plain.desired.redisFollower).toBeNull();
@@ -69,5 +69,26 @@ describe('kb.v1 contract', () => {
       report: { drill: 'redis-failover', mode: 'stop', ok: true, promotionMs: 5800, switchMs: 40, writeOutageMs: 5900, writesLost: 0, timeline: [{ atMs: 1, source: 'drill', what: 'x' }] },
     })) as Record<string, any>;
     expect(back.report).toMatchObject({ drill: 'redis-failover', promotionMs: 5800, switchMs: 40, writeOutageMs: 5900, writesLost: 0, timeline: [{ atMs: 1, source: 'drill', what: 'x' }] });
+  });
+
+  it('carries secret values beside a desired state (outside the oneof), and references inside it', () => {
+    const session = kbV1().AgentService.service.Session!;
+    const msg = {
+      desired: {
+        module: 'redis', revision: 2, specHash: 'h', containers: [], files: [], healthChecks: [],
+        secrets: [{ name: 'redis', version: 2, file: 'redis.env' }],
+        secretFiles: [{ file: 'redis-server.conf', mode: 0o600, uid: 999, gid: 999, template: 'masterauth {{redis redis@2 REDIS_PASSWORD}}' }],
+      },
+      secretValues: [{ name: 'redis', version: 2, vars: { REDIS_PASSWORD: 'p"$`\\' } }],
+    };
+    const back = session.responseDeserialize(session.responseSerialize(msg)) as Record<string, any>;
+    expect(back.msg).toBe('desired');
+    expect(back.desired.secrets).toEqual([{ name: 'redis', version: 2, file: 'redis.env' }]);
+    expect(back.desired.secretFiles[0].uid).toBe(999);
+    expect(back.secretValues).toEqual([{ name: 'redis', version: 2, vars: { REDIS_PASSWORD: 'p"$`\\' } }]);
+    const req = { secretsRequest: { module: 'redis', revision: 2, specHash: 'h', reason: 'redis.env missing' } };
+    const up = session.requestDeserialize(session.requestSerialize(req)) as Record<string, any>;
+    expect(up.msg).toBe('secretsRequest');
+    expect(up.secretsRequest.reason).toBe('redis.env missing');
   });
 });
