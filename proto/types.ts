@@ -62,6 +62,8 @@ export interface NodeFacts {
 
 export interface ContainerStatus {
   module: string; name: string; id: string; state: string; image: string; imageId: string;
+  /** Engine StartedAt (RFC 3339) of the container; '' when unknown or missing. */
+  startedAt: string;
 }
 export interface CheckResult { name: string; ok: boolean; observed: string }
 export interface ModuleHealth {
@@ -109,6 +111,7 @@ export interface NodeInfo {
   name: string; role: string; subrole: string; ip: string;
   status: 'Ready' | 'NotReady' | 'Unknown' | string;
   agentVersion: string; modules: NodeModuleInfo[]; facts: NodeFacts | null; lastSeenMs: number; connected: boolean;
+  containers: ContainerStatus[]; coordinator: string; connectedMs: number;
 }
 export interface ListNodesResponse { nodes: NodeInfo[] }
 
@@ -135,3 +138,15 @@ export interface RolloutInfo {
 export interface RolloutUpdate { msg?: 'event' | 'info'; event?: RolloutEvent; info?: RolloutInfo }
 export interface RolloutStatusRequest { module: string; events: boolean }
 export interface RolloutStatusResponse { rollout: RolloutInfo | null; events: RolloutEvent[] }
+
+export interface ReplicaInfo { id: string; name: string; address: string; leader: boolean; startedMs: number; pid: number }
+/** Roles of a coordinator replica: see coordinator/ha/runtime.ts. */
+export type CoordinatorRole = 'single' | 'starting' | 'follower' | 'leader' | 'isolated' | 'stopped';
+export interface CoordinatorStatusResponse {
+  id: string; name: string; address: string; role: CoordinatorRole | string; store: 'sqlite' | 'etcd' | string;
+  storeOk: boolean; storeError: string; leaderId: string; leaderName: string; leaderAddress: string; term: number;
+  leaderSinceMs: number; steppedDownMs: number; lastLeaderWriteRevision: number; refusedWrites: number;
+  leaseTtlMs: number; pid: number; replicas: ReplicaInfo[]; version: string; sessions: number;
+}
+export interface DrillRequest { action: 'kill' | string; expectReplica: string }
+export interface DrillResponse { id: string; name: string; address: string; pid: number; killAtMs: number; term: number }

@@ -12,6 +12,8 @@ export interface AgentServiceDeps {
   inventory: () => Inventory;
   heartbeatIntervalMs: number;
   healthIntervalMs: number;
+  /** Why this coordinator must not take agents now (a replica cut off from etcd), or undefined. */
+  refuse?: () => string | undefined;
   /**
    * Who is calling. With mTLS this comes from the peer certificate; the hello's node name
    * must match it. Returns undefined when the transport carries no identity (plaintext dev mode).
@@ -34,6 +36,7 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
   return (call: grpc.ServerDuplexStream<AgentMessage, CoordinatorMessage>): void => {
     let session: AgentSession | undefined;
     let lastPersist = 0;
+    let containersSig = '';
     const persisted = new Map<string, string>();
     const fail = (code: grpc.status, details: string) => {
       deps.log.warn({ peer: call.getPeer(), details }, 'agent session refused');
@@ -62,13 +65,15 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
 
     async function onHello(hello: NonNullable<AgentMessage['hello']>): Promise<void> {
       const node = hello.nodeName;
+      const refused = deps.refuse?.();
+      if (refused) return fail(grpc.status.UNAVAILABLE, refused);
       const peer = deps.peerIdentity(call);
       if (peer !== undefined && peer !== node) return fail(grpc.status.PERMISSION_DENIED, `certificate is for node "${peer}", not "${node}"`);
       const inv = deps.inventory();
       if (!inv.servers.some((s) => s.hostname === node)) return fail(grpc.status.PERMISSION_DENIED, `node "${node}" is not in the inventory ${inv.file}`);
       const now = Date.now();
       const existing = await deps.store.getNode(node);
-      await deps.store.upsertNode({ name: node, agentVersion: hello.agentVersion, firstSeenMs: existing?.firstSeenMs ?? now, lastSeenMs: now, facts: existing?.facts ?? null });
+      await deps.store.upsertNode({ name: node, agentVersion: hello.agentVersion, firstSeenMs: existing?.firstSeenMs ?? now, lastSeenMs: now, facts: existing?.facts ?? null, containers: existing?.containers ?? [] });
       session = deps.sessions.open(call, node, hello.agentVersion);
       deps.log.info({ node, agentVersion: hello.agentVersion, peer: call.getPeer() }, 'agent connected');
       session.send({ settings: { heartbeatIntervalMs: deps.heartbeatIntervalMs, healthIntervalMs: deps.healthIntervalMs } });
@@ -93,10 +98,13 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
           node: s.node, module: m.module, revision: m.revision, specHash: m.specHash, healthy: m.healthy, converged: m.converged, checks: m.checks, updatedMs: now,
         });
       }
-      if (now - lastPersist >= NODE_PERSIST_INTERVAL_MS) {
+      // Containers are written when they change (a replaced or restarted container), so every replica sees them.
+      const sig = report.containers.map((c) => `${c.module}/${c.name}=${c.id}|${c.state}|${c.startedAt}`).join(',');
+      if (now - lastPersist >= NODE_PERSIST_INTERVAL_MS || sig !== containersSig) {
         lastPersist = now;
+        containersSig = sig;
         const existing = await deps.store.getNode(s.node);
-        await deps.store.upsertNode({ name: s.node, agentVersion: s.agentVersion, firstSeenMs: existing?.firstSeenMs ?? now, lastSeenMs: now, facts: s.facts });
+        await deps.store.upsertNode({ name: s.node, agentVersion: s.agentVersion, firstSeenMs: existing?.firstSeenMs ?? now, lastSeenMs: now, facts: s.facts, containers: report.containers });
       }
     }
   };

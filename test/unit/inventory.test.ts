@@ -2,13 +2,14 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { sharedFixture } from '../helpers/fixtures.js';
 import { InputError, formatProblem } from '../../shared/errors/index.js';
 import {
   INVENTORY_COLUMNS, checkInventory, findServer, loadInventory, parseInventory, serversByRole,
 } from '../../shared/inventory/index.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-const realFile = path.resolve(repoRoot, '../shared/fixtures/servers.tsv');
+const realFile = sharedFixture('servers.tsv');
 const fixtures = path.resolve(repoRoot, 'test/fixtures');
 
 const HEADER = INVENTORY_COLUMNS.join('\t');

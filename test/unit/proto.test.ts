@@ -5,7 +5,7 @@ describe('kb.v1 contract', () => {
   it('loads both services with their methods', () => {
     const v1 = kbV1();
     expect(Object.keys(v1.AgentService.service)).toEqual(['Session']);
-    expect(Object.keys(v1.ControlService.service).sort()).toEqual(['ListNodes', 'Plan', 'Rollout', 'RolloutStatus']);
+    expect(Object.keys(v1.ControlService.service).sort()).toEqual(['CoordinatorStatus', 'Drill', 'ListNodes', 'Plan', 'Rollout', 'RolloutStatus']);
   });
 
   it('round-trips a desired module state through the real codec', () => {

@@ -3,11 +3,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { sharedFixture } from '../helpers/fixtures.js';
 import { formatProblem } from '../../shared/errors/index.js';
 import { validateFiles } from '../../shared/validate/index.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-const realInventory = path.resolve(repoRoot, '../shared/fixtures/servers.tsv');
+const realInventory = sharedFixture('servers.tsv');
 const fixtures = path.resolve(repoRoot, 'test/fixtures');
 const designVersions = path.join(fixtures, 'versions.yaml');
 
