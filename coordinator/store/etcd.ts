@@ -69,7 +69,12 @@ export class EtcdConnection {
   readonly client: Etcd3;
   private closed = false;
 
-  constructor(readonly target: EtcdTarget, opts: { callTimeoutMs?: number } = {}) {
+  /**
+   * `callTimeoutMs`: deadline of each unary call (default ETCD_CALL_TIMEOUT_MS).
+   * `keepaliveMs`: HTTP/2 ping period that finds a silently dead member (default 5000 ms,
+   * answer within 2000 ms), so a watch or keep-alive stream moves to another member.
+   */
+  constructor(readonly target: EtcdTarget, opts: { callTimeoutMs?: number; keepaliveMs?: number } = {}) {
     const timeout = opts.callTimeoutMs ?? ETCD_CALL_TIMEOUT_MS;
     this.client = new Etcd3({
       hosts: target.hosts.map((h) => `http://${h}`),
@@ -78,7 +83,7 @@ export class EtcdConnection {
       faultHandling: { watchBackoff: watchBackoff(0) },
       grpcOptions: {
         'grpc.max_receive_message_length': 64 * 1024 * 1024,
-        'grpc.keepalive_time_ms': 5000,
+        'grpc.keepalive_time_ms': opts.keepaliveMs ?? 5000,
         'grpc.keepalive_timeout_ms': 2000,
         'grpc.keepalive_permit_without_calls': 1,
         'grpc.initial_reconnect_backoff_ms': 200,
