@@ -177,7 +177,7 @@ export class Coordinator {
     this.port = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(addr, creds, (err, port) => (err ? reject(new ConfigError(`listen on ${addr}: ${err.message}`, { cause: err })) : resolve(port)));
     });
-    this.log.info({ listen: `${this.config.listenHost}:${this.port}`, plaintext: this.config.plaintext, store: this.config.store.kind, name: this.config.name }, 'coordinator serving');
+    this.log.info({ listen: `${this.config.listenHost}:${this.port}`, plaintext: this.config.plaintext, store: this.config.store.kind, replicaName: this.config.name }, 'coordinator serving');
     await this.runtime.start();
   }
 

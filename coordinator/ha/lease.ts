@@ -86,13 +86,20 @@ export class LeaseKeeper extends EventEmitter<LeaseEvents> {
     this.renewEveryMs = Math.max(100, Math.floor(ttlMs / 5));
   }
 
-  /** Grants a lease of `ttlMs` (whole seconds, at least 2: etcd's minimum) and starts keeping it alive. */
+  /**
+   * Grants a lease of `ttlMs` (whole seconds, at least 2: etcd's minimum), in one attempt
+   * (its trust window starts when the request is sent, so a slow grant is a short-lived
+   * one). Call start() once the `lost` listener is attached.
+   */
   static async grant(conn: EtcdConnection, ttlMs: number, log: Logger): Promise<LeaseKeeper> {
     const sentAt = performance.now();
-    const res = await conn.call('lease', () => conn.client.leaseClient.leaseGrant({ TTL: Math.max(2, Math.round(ttlMs / 1000)) }));
-    const keeper = new LeaseKeeper(conn, res.ID, Number(res.TTL) * 1000, sentAt, log);
-    keeper.tick();
-    return keeper;
+    const res = await conn.call('lease', () => conn.client.leaseClient.leaseGrant({ TTL: Math.max(2, Math.round(ttlMs / 1000)) }), 0);
+    return new LeaseKeeper(conn, res.ID, Number(res.TTL) * 1000, sentAt, log);
+  }
+
+  /** Starts the keep-alives. If the lease is no longer trusted already, `lost` is emitted now. */
+  start(): void {
+    this.tick();
   }
 
   /** The lease id as etcd prints it (hex). */
@@ -112,7 +119,7 @@ export class LeaseKeeper extends EventEmitter<LeaseEvents> {
   async stop(revoke: boolean): Promise<void> {
     this.markLost('stopped');
     if (revoke) {
-      await this.conn.call('lease', () => this.conn.client.leaseClient.leaseRevoke({ ID: this.id })).catch(() => undefined);
+      await this.conn.call('lease', () => this.conn.client.leaseClient.leaseRevoke({ ID: this.id }), 0).catch(() => undefined);
     }
   }
 

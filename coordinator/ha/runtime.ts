@@ -69,8 +69,10 @@ export class HaRuntime implements CoordinatorRuntime {
   private member: Membership | undefined;
   private term: { revision: string; sinceMs: number; engine: RolloutEngine } | undefined;
   private leader: { record: LeaderRecord; createRevision: string } | undefined;
+  /** Why the current outage began (kept until the replica has joined again), and the latest failed attempt. */
   private storeError = '';
   private storeErrorSinceMs = 0;
+  private lastJoinError = '';
   private steppedDownMs = 0;
   private lastLeaderWriteRevision = 0;
   private refusedWrites = 0;
@@ -133,7 +135,7 @@ export class HaRuntime implements CoordinatorRuntime {
     let storeError = storeOk ? '' : this.unavailableReason();
     if (m) {
       try {
-        const { kvs } = await m.conn.list(Buffer.concat([m.conn.key(...KEYS.replicas), Buffer.from('/')]));
+        const { kvs } = await m.conn.list(Buffer.concat([m.conn.key(...KEYS.replicas), Buffer.from('/')]), {}, 0);
         const leaderId = this.leader?.record.id;
         replicas = kvs.map((kv) => decodeRecord<ReplicaRecord>(kv.value.toString('utf8')))
           .map((r) => ({ id: r.id, name: r.name, address: r.address, leader: r.id === leaderId, startedMs: r.startedMs, pid: r.pid }))
@@ -180,7 +182,8 @@ export class HaRuntime implements CoordinatorRuntime {
   private unavailableReason(): string {
     if (this.role === 'starting' && !this.storeError) return 'is joining the cluster';
     const since = this.storeErrorSinceMs ? ` since ${new Date(this.storeErrorSinceMs).toISOString()}` : '';
-    return `cannot reach etcd (${this.cfg.target.hosts.join(',')})${since}: ${this.storeError || 'not connected yet'}`;
+    const last = this.lastJoinError && this.lastJoinError !== this.storeError ? ` (last attempt: ${this.lastJoinError})` : '';
+    return `cannot reach etcd (${this.cfg.target.hosts.join(',')})${since}: ${this.storeError || 'not connected yet'}${last}`;
   }
 
   private replicaStore(): Store {
@@ -190,8 +193,11 @@ export class HaRuntime implements CoordinatorRuntime {
   }
 
   private noteStoreError(reason: string): void {
-    if (!this.storeError) this.storeErrorSinceMs = Date.now();
-    this.storeError = reason;
+    if (!this.storeError) {
+      this.storeErrorSinceMs = Date.now();
+      this.storeError = reason;
+    }
+    this.lastJoinError = reason;
   }
 
   /** Grants a lease, registers, loads the shared state, watches it, then campaigns. On failure: isolated, retried later. */
@@ -199,10 +205,13 @@ export class HaRuntime implements CoordinatorRuntime {
     const gen = ++this.gen;
     const conn = new EtcdConnection(this.cfg.target);
     let lease: LeaseKeeper | undefined;
+    let m: Membership | undefined;
     try {
       lease = await LeaseKeeper.grant(conn, this.cfg.leaseTtlMs, this.log);
       const theLease = lease;
       lease.on('lost', (reason) => this.isolate(gen, reason));
+      lease.start();
+      if (!lease.valid()) throw new StoreUnavailableError(`lease granted too late to be trusted: ${lease.lost ?? 'expired'}`);
       const self: ReplicaRecord = { id: lease.hexId, name: this.name, address: this.deps.identity.address, pid: process.pid, startedMs: this.startedMs, version: KB_VERSION };
       const presenceKey = conn.key(...KEYS.replicas, self.id);
       const reg = await conn.txn({
@@ -219,7 +228,7 @@ export class HaRuntime implements CoordinatorRuntime {
         describe: () => `replica ${this.name} (${self.id})`,
         onRefused: () => { this.refusedWrites++; },
       };
-      const m: Membership = { gen, conn, lease, self, store: new EtcdStore(conn, guard), guard, relay: undefined, watcher: undefined };
+      m = { gen, conn, lease, self, store: new EtcdStore(conn, guard), guard, relay: undefined, watcher: undefined };
       const revision = await this.loadSnapshot(m);
       if (gen !== this.gen) {
         await this.leave(m, true);
@@ -233,20 +242,25 @@ export class HaRuntime implements CoordinatorRuntime {
         await this.leave(m, true);
         return;
       }
+      if (!lease.valid()) throw new StoreUnavailableError(`lease lost while joining: ${lease.lost ?? 'expired'}`);
       this.member = m;
       m.relay = new Relay({ conn, local: this.deps.sessions, store: m.store, guard, leaseId: lease.id, self, log: this.log, notReadyAfterMs: this.cfg.notReadyAfterMs });
       m.relay.start();
       this.role = 'follower';
       this.storeError = '';
       this.storeErrorSinceMs = 0;
+      this.lastJoinError = '';
       this.rejoinAttempt = 0;
       this.log.info({ replica: self.id, lease: lease.hexId, ttlMs: lease.ttlMs, etcd: this.cfg.target.hosts }, 'joined the coordinator cluster as a follower');
       void this.campaign(gen);
     } catch (err) {
+      if (m) await this.leave(m, true);
+      else {
+        lease?.removeAllListeners('lost');
+        await lease?.stop(true);
+        conn.close();
+      }
       if (gen !== this.gen) return;
-      lease?.removeAllListeners('lost');
-      await lease?.stop(true);
-      conn.close();
       this.noteStoreError(errorMessage(err));
       this.role = 'isolated';
       this.log.warn({ err: errorMessage(err) }, 'cannot join the coordinator cluster: etcd unreachable');
@@ -279,7 +293,8 @@ export class HaRuntime implements CoordinatorRuntime {
   private async leave(m: Membership, revoke: boolean): Promise<void> {
     m.relay?.stop();
     m.lease.removeAllListeners('lost');
-    await m.watcher?.cancel().catch(() => undefined);
+    // A watch on a dead stream never confirms its cancel: wait a second at most.
+    await Promise.race([m.watcher?.cancel().catch(() => undefined), new Promise((r) => setTimeout(r, 1000))]);
     await m.lease.stop(revoke);
     m.conn.close();
   }

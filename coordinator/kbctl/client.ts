@@ -154,7 +154,7 @@ function toControlError(address: string, err: grpc.ServiceError): ControlError {
   const leader = err.metadata?.get(LEADER_TRAILER)[0]?.toString();
   const fromCoordinator = err.metadata?.get(SOURCE_TRAILER)[0]?.toString() === 'coordinator';
   let message = err.details || err.message;
-  if (!fromCoordinator && err.code === grpc.status.UNAVAILABLE) message = `coordinator ${address} unavailable: ${err.details}`;
+  if (!fromCoordinator && err.code === grpc.status.UNAVAILABLE) message = `coordinator ${address} unavailable: ${err.details.replace(/\.? Resolution note:.*$/s, '').trim()}`;
   if (!fromCoordinator && err.code === grpc.status.DEADLINE_EXCEEDED) message = `coordinator ${address} did not answer in time`;
   return new ControlError(err.code, message, leader, fromCoordinator);
 }

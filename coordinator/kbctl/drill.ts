@@ -68,7 +68,7 @@ async function poll<T>(timeoutMs: number, everyMs: number, fn: () => Promise<T |
  *  4. waits for a new leader, for every agent to be connected to a live replica, and for
  *     the rollout to end;
  *  5. compares containers: any that is gone, not running, restarted, or replaced on a
- *     node the rollout did not apply to, counts as stopped (none may).
+ *     node the rollout was not asked to change, counts as stopped (none may).
  */
 export async function coordinatorFailoverDrill(client: ControlClient, opts: FailoverDrillOptions = {}): Promise<FailoverReport> {
   const timeoutMs = opts.timeoutMs ?? 120_000;
@@ -136,7 +136,7 @@ export async function coordinatorFailoverDrill(client: ControlClient, opts: Fail
   if (back) say(`${connectedBefore.length} agents connected (${onLeader.length} moved off the killed leader) after ${reconnectedMs} ms`);
 
   let rollout: FailoverReport['rollout'] = null;
-  let appliedNodes = new Set<string>();
+  let askedToChange = new Set<string>();
   if (opts.rollout) {
     const module = opts.rollout.module;
     const done = await poll(timeoutMs, Math.max(pollMs, 250), async () => {
@@ -148,7 +148,9 @@ export async function coordinatorFailoverDrill(client: ControlClient, opts: Fail
       rollout = { id: rolloutId, module, revision: 0, state: 'running', completed: false, appliedTwice: [] };
     } else {
       const twice = appliedTwice(done.events);
-      appliedNodes = new Set(done.events.filter((e) => e.kind === 'node-applied' && e.message.startsWith('applied:')).map((e) => `${e.node}/${module}`));
+      // The nodes the rollout was asked to change (its node list), whether or not the
+      // killed leader lived long enough to log their apply results.
+      askedToChange = new Set(done.rollout.nodes.map((n) => `${n.node}/${module}`));
       rollout = { id: rolloutId, module, revision: done.rollout.revision, state: done.rollout.state, completed: done.rollout.state === 'succeeded', appliedTwice: twice };
       if (!rollout.completed) problems.push(`rollout ${rolloutId} ended ${done.rollout.state}: ${done.rollout.error}`);
       if (twice.length) problems.push(`revision applied twice on ${twice.join(', ')}`);
@@ -162,7 +164,7 @@ export async function coordinatorFailoverDrill(client: ControlClient, opts: Fail
     after = (await client.listNodes()).nodes;
     return before.every((b) => b.containers.filter((c) => c.state === 'running').every((c) => after.find((a) => a.name === b.name)?.containers.some((x) => x.module === c.module && x.name === c.name && x.state === 'running'))) ? true : undefined;
   });
-  const stopped = stoppedContainers(before, after, appliedNodes);
+  const stopped = stoppedContainers(before, after, askedToChange);
   if (stopped.length) problems.push(`managed containers stopped: ${stopped.map((s) => `${s.node}/${s.name} (${s.what})`).join(', ')}`);
 
   return {
@@ -180,9 +182,9 @@ export async function coordinatorFailoverDrill(client: ControlClient, opts: Fail
 /**
  * Containers running before that are not running as before afterwards: gone, in another
  * state, restarted (same id, new start time), or replaced (new id) on a node/module the
- * rollout did not apply (`applied` holds "node/module"). Pure.
+ * rollout was not asked to change (`changed` holds "node/module"). Pure.
  */
-export function stoppedContainers(before: NodeInfo[], after: NodeInfo[], applied: Set<string>): StoppedContainer[] {
+export function stoppedContainers(before: NodeInfo[], after: NodeInfo[], changed: Set<string>): StoppedContainer[] {
   const out: StoppedContainer[] = [];
   for (const b of before) {
     const a = after.find((x) => x.name === b.name);
@@ -192,7 +194,7 @@ export function stoppedContainers(before: NodeInfo[], after: NodeInfo[], applied
       if (!now || now.state === 'missing') out.push({ ...base, what: 'missing' });
       else if (now.state !== 'running') out.push({ ...base, what: `state ${now.state}` });
       else if (now.id === c.id && now.startedAt !== c.startedAt) out.push({ ...base, what: `restarted (started ${c.startedAt} -> ${now.startedAt})` });
-      else if (now.id !== c.id && !applied.has(`${b.name}/${c.module}`)) out.push({ ...base, what: 'replaced without a rollout asking' });
+      else if (now.id !== c.id && !changed.has(`${b.name}/${c.module}`)) out.push({ ...base, what: 'replaced without a rollout asking' });
     }
   }
   return out;

@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { AgentMessage, CoordinatorMessage, HealthReport } from '../../proto/types.js';
+import { errorMessage } from '../../shared/errors/index.js';
 import type { Inventory } from '../../shared/inventory/index.js';
 import type { SessionRegistry, AgentSession } from '../sessions.js';
 import type { Store } from '../store/types.js';
@@ -53,7 +54,7 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
       }
       deps.sessions.handle(session, msg);
       if (msg.health) {
-        void persistHealth(session, msg.health).catch((err: unknown) => deps.log.error({ err, node: session?.node }, 'persist health failed'));
+        void persistHealth(session, msg.health).catch((err: unknown) => deps.log.warn({ err: errorMessage(err), node: session?.node }, 'persist health failed'));
       }
     });
     call.on('end', () => {

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, retry } from 'cockatiel';
 import {
-  Etcd3, GRPCFailedPreconditionError, GRPCInvalidArgumentError, GRPCResourceExhastedError,
-  type ICompare, type IKeyValue, type IOptions, type IRangeRequest, type IRequestOp, type IResponseOp,
+  Etcd3, GRPCFailedPreconditionError, GRPCInvalidArgumentError, GRPCResourceExhastedError, isRecoverableError,
+  type ICompare, type IKeyValue, type IRangeRequest, type IRequestOp, type IResponseOp,
 } from 'etcd3';
 import { KbError, errorMessage } from '../../shared/errors/index.js';
 import { decodeRecord, decodeRevision, encodeRecord } from './codec.js';
@@ -56,8 +57,15 @@ export interface TxnResult {
   revision: string;
 }
 
-/** Deadline of each unary etcd call. A call is tried on up to three members. */
+/** Deadline of each unary etcd call attempt. */
 export const ETCD_CALL_TIMEOUT_MS = 2000;
+
+/**
+ * How long a call keeps being retried while etcd is unavailable. An etcd leader election
+ * (one member lost) makes every member refuse or stall requests for one to three
+ * seconds; riding through it here keeps it invisible to rollouts and agents.
+ */
+export const ETCD_RETRY_FOR_MS = 6000;
 
 /**
  * One etcd client (three-member cluster, failover between members) plus the few raw
@@ -74,13 +82,23 @@ export class EtcdConnection {
    * `keepaliveMs`: HTTP/2 ping period that finds a silently dead member (default 5000 ms,
    * answer within 2000 ms), so a watch or keep-alive stream moves to another member.
    */
-  constructor(readonly target: EtcdTarget, opts: { callTimeoutMs?: number; keepaliveMs?: number } = {}) {
+  private readonly retryForMs: number;
+
+  constructor(readonly target: EtcdTarget, opts: { callTimeoutMs?: number; keepaliveMs?: number; retryForMs?: number } = {}) {
     const timeout = opts.callTimeoutMs ?? ETCD_CALL_TIMEOUT_MS;
+    this.retryForMs = opts.retryForMs ?? ETCD_RETRY_FOR_MS;
     this.client = new Etcd3({
       hosts: target.hosts.map((h) => `http://${h}`),
       dialTimeout: timeout,
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
-      faultHandling: { watchBackoff: watchBackoff(0) },
+      // A failing member is skipped for 1 s (the library default, 5 s, blacks out every
+      // member at once during an etcd election); each call tries a second member; watch
+      // streams reconnect within a second (the default backoff grows to 30 s).
+      faultHandling: {
+        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
+        global: retry(handleWhen(isRecoverableError), { maxAttempts: 2 }),
+        watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }).next(),
+      },
       grpcOptions: {
         'grpc.max_receive_message_length': 64 * 1024 * 1024,
         'grpc.keepalive_time_ms': opts.keepaliveMs ?? 5000,
@@ -118,9 +136,9 @@ export class EtcdConnection {
     return res.kvs[0];
   }
 
-  /** Every key under `prefix` (at `revision` when given, for a consistent snapshot). */
-  async list(prefix: Buffer, opts: Omit<IRangeRequest, 'key' | 'range_end'> = {}): Promise<{ kvs: IKeyValue[]; revision: string }> {
-    const res = await this.call('read', () => this.client.kv.range({ key: prefix, range_end: EtcdConnection.prefixEnd(prefix), ...opts }));
+  /** Every key under `prefix` (at `revision` when given, for a consistent snapshot). `retryForMs: 0` fails at once. */
+  async list(prefix: Buffer, opts: Omit<IRangeRequest, 'key' | 'range_end'> = {}, retryForMs?: number): Promise<{ kvs: IKeyValue[]; revision: string }> {
+    const res = await this.call('read', () => this.client.kv.range({ key: prefix, range_end: EtcdConnection.prefixEnd(prefix), ...opts }), retryForMs);
     return { kvs: res.kvs, revision: res.header.revision };
   }
 
@@ -130,10 +148,15 @@ export class EtcdConnection {
    * only reads are used there).
    */
   async txn(t: { compare?: ICompare[]; success: IRequestOp[]; failure?: IRequestOp[] }, guard?: WriteGuard): Promise<TxnResult> {
-    const fence = guard?.fence();
-    const compare = [...(fence ? [{ key: fence.key, target: 'Create' as const, result: 'Equal' as const, create_revision: fence.createRevision }] : []), ...(t.compare ?? [])];
-    const failure = [...(fence ? [{ request_range: { key: fence.key } }] : []), ...(t.failure ?? [])];
-    const res = await this.call('write', () => this.client.kv.txn({ compare, success: t.success, failure }));
+    let fence: { key: Buffer; createRevision: string } | undefined;
+    // The guard is asked again before every attempt: a writer that lost its right while
+    // etcd was unavailable stops retrying.
+    const res = await this.call('write', () => {
+      fence = guard?.fence();
+      const compare = [...(fence ? [{ key: fence.key, target: 'Create' as const, result: 'Equal' as const, create_revision: fence.createRevision }] : []), ...(t.compare ?? [])];
+      const failure = [...(fence ? [{ request_range: { key: fence.key } }] : []), ...(t.failure ?? [])];
+      return this.client.kv.txn({ compare, success: t.success, failure });
+    });
     if (res.succeeded) {
       guard?.onLanded?.(Number(res.header.revision));
       return { succeeded: true, responses: res.responses, revision: res.header.revision };
@@ -148,13 +171,23 @@ export class EtcdConnection {
     return { succeeded: false, responses: res.responses.slice(fence ? 1 : 0), revision: res.header.revision };
   }
 
-  /** Runs an etcd call, mapping client errors to kb errors that name the endpoints. */
-  async call<T>(what: 'read' | 'write' | 'lease', fn: () => Promise<T>): Promise<T> {
-    if (this.closed) throw new StoreUnavailableError(`${this.description}: connection closed`);
-    try {
-      return await fn();
-    } catch (err) {
-      throw this.mapError(what, err);
+  /**
+   * Runs an etcd call, mapping client errors to kb errors that name the endpoints.
+   * Unavailability is retried (100 ms doubling to 500 ms) for `retryForMs`; anything
+   * else (a refused or invalid request, a fenced writer) is thrown at once.
+   */
+  async call<T>(what: 'read' | 'write' | 'lease', fn: () => Promise<T>, retryForMs = this.retryForMs): Promise<T> {
+    const giveUpAt = Date.now() + retryForMs;
+    for (let attempt = 0; ; attempt++) {
+      if (this.closed) throw new StoreUnavailableError(`${this.description}: connection closed`);
+      try {
+        return await fn();
+      } catch (err) {
+        const mapped = this.mapError(what, err);
+        const delay = Math.min(500, 100 * 2 ** attempt);
+        if (!(mapped instanceof StoreUnavailableError) || Date.now() + delay > giveUpAt || this.closed) throw mapped;
+        await new Promise((r) => setTimeout(r, delay));
+      }
     }
   }
 
@@ -172,13 +205,6 @@ export class EtcdConnection {
     this.closed = true;
     this.client.close();
   }
-}
-
-type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
-
-/** Watch stream reconnects: 100 ms doubling to 1 s (the library's default grows to 30 s, too slow to follow a failover). */
-function watchBackoff(attempt: number): WatchBackoff {
-  return { duration: Math.min(1000, 100 * 2 ** attempt), next: () => watchBackoff(attempt + 1) };
 }
 
 const put = (key: Buffer, value: string, lease?: string): IRequestOp => ({ request_put: { key, value: Buffer.from(value), ...(lease ? { lease } : {}) } });

@@ -140,6 +140,7 @@ describe('EtcdStore fencing and availability', () => {
     const b = new EtcdConnection(t);
     try {
       const keeper = await LeaseKeeper.grant(a, 3000, log);
+      keeper.start();
       const key = a.key('held');
       await a.txn({ success: [{ request_put: { key, value: Buffer.from('x'), lease: keeper.id } }] });
       // Kept alive well past its TTL while connected.

@@ -95,7 +95,7 @@ export class Cluster {
     const dir = path.join(this.dir, 'nodes', node);
     mkdirSync(dir, { recursive: true });
     const p = new Proc(`agent-${node}`, dist('kb-agent'), [
-      'run', '--node', node, '--coordinator', `127.0.0.1:${this.port}`, '--state-dir', path.join(dir, 'state'),
+      'run', '--node', node, '--coordinator', this.coordinatorAddresses(), '--state-dir', path.join(dir, 'state'),
       '--host-root', path.join(dir, 'root'), '--shared-engine', '--plaintext', '--reconcile-interval-ms', '2000',
     ], path.join(this.dir, `agent-${node}.log`), { DOCKER_HOST: this.tb.dockerHost, ...env });
     this.agents.set(node, p);
@@ -119,17 +119,29 @@ export class Cluster {
     }, timeoutMs, 200);
   }
 
+  /** What agents and kbctl get as --coordinator (every replica's address, comma-separated, in subclasses). */
+  coordinatorAddresses(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
   kbctl(args: string[], env: NodeJS.ProcessEnv = {}): Promise<KbctlResult> {
     const t0 = Date.now();
     return new Promise((resolve) => {
       execFile(process.execPath, [dist('kbctl.cjs'), ...args], {
-        env: { ...process.env, KB_COORDINATOR: `127.0.0.1:${this.port}`, KB_PLAINTEXT: '1', ...env },
+        env: { ...process.env, KB_COORDINATOR: this.coordinatorAddresses(), KB_PLAINTEXT: '1', ...env },
         timeout: 170_000,
       }, (err, stdout, stderr) => {
         const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 99) : 0;
         resolve({ code, stdout, stderr, ms: Date.now() - t0 });
       });
     });
+  }
+
+  /** Pulls `ref` into the test bed engine unless it is there already. */
+  async ensureImage(ref: string): Promise<void> {
+    if (await this.docker.getImage(ref).inspect().then(() => true, () => false)) return;
+    const stream = await this.docker.pull(ref);
+    await new Promise<void>((resolve, reject) => this.docker.modem.followProgress(stream, (err) => (err ? reject(err) : resolve())));
   }
 
   /** kb-managed containers of one node (label kb.node), with their inspect data. */
@@ -162,8 +174,13 @@ export class Cluster {
 
   /** Prints the last lines of every process log (call on failure). */
   dumpLogs(lines = 40): string {
-    const procs = [this.coordinator, ...this.agents.values()].filter(Boolean) as Proc[];
+    const procs = [this.coordinator, ...this.extraProcs(), ...this.agents.values()].filter(Boolean) as Proc[];
     return procs.map((p) => `--- ${p.name} ---\n${p.log().split('\n').slice(-lines).join('\n')}`).join('\n');
+  }
+
+  /** Other processes whose logs dumpLogs shows (coordinator replicas in subclasses). */
+  protected extraProcs(): Proc[] {
+    return [];
   }
 
   async stop(): Promise<void> {
