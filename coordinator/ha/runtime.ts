@@ -131,8 +131,7 @@ export class HaRuntime implements CoordinatorRuntime {
   async status(): Promise<CoordinatorStatusResponse> {
     const m = this.member;
     let replicas: ReplicaInfo[] = [];
-    let storeOk = Boolean(m) && (this.role === 'leader' || this.role === 'follower');
-    let storeError = storeOk ? '' : this.unavailableReason();
+    let listError = '';
     if (m) {
       try {
         const { kvs } = await m.conn.list(Buffer.concat([m.conn.key(...KEYS.replicas), Buffer.from('/')]), {}, 0);
@@ -141,10 +140,13 @@ export class HaRuntime implements CoordinatorRuntime {
           .map((r) => ({ id: r.id, name: r.name, address: r.address, leader: r.id === leaderId, startedMs: r.startedMs, pid: r.pid }))
           .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.startedMs - b.startedMs));
       } catch (err) {
-        storeOk = false;
-        storeError = errorMessage(err);
+        listError = errorMessage(err);
       }
     }
+    // Read the role after the await: the replica may have been isolated meanwhile.
+    const joined = this.role === 'leader' || this.role === 'follower';
+    const storeOk = joined && !listError;
+    const storeError = joined ? listError : this.unavailableReason();
     const l = this.leader?.record;
     return {
       id: m?.self.id ?? '', name: this.name, address: this.deps.identity.address, role: this.role, store: 'etcd',

@@ -208,7 +208,7 @@ describe('coordinator high availability on etcd', () => {
       await expectBystanderUntouched();
     } finally {
       ce.stop();
-      await cluster.startReplica(leader);
+      if (!cluster.replicas[leader]!.proc?.running) await cluster.startReplica(leader);
     }
   });
 

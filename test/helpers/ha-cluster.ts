@@ -41,6 +41,8 @@ export class HaCluster extends Cluster {
   private readonly leaseTtl: string;
   private readonly proxied: number[];
   private client: ControlClient | undefined;
+  /** Every replica process ever started, so stop() kills them all. */
+  private readonly started: Proc[] = [];
 
   constructor(opts: HaClusterOptions = {}) {
     super(opts);
@@ -76,9 +78,10 @@ export class HaCluster extends Cluster {
     await this.waitReady(this.nodes.map((n) => n.name));
   }
 
-  /** Starts (or restarts) replica i and waits until it has joined (follower or leader). */
+  /** Starts (or restarts) replica i and waits until it has joined (follower or leader). Refuses if it runs. */
   async startReplica(i: number): Promise<Proc> {
     const r = this.replicas[i]!;
+    if (r.proc?.running) throw new Error(`replica ${r.name} is already running (pid ${r.proc.child.pid})`);
     const p = new Proc(r.name, process.execPath, [
       dist('kb-coordinator.cjs'), 'run',
       '--inventory', this.inventoryFile, '--versions', this.versionsFile, '--settings', this.settingsFile,
@@ -87,6 +90,7 @@ export class HaCluster extends Cluster {
       '--heartbeat-ms', '500', '--health-interval-ms', '500',
     ], path.join(this.dir, `${r.name}.log`));
     r.proc = p;
+    this.started.push(p);
     await waitFor(`${r.name} listening`, () => p.log().includes('kb-coordinator listening') || (!p.running && Promise.reject(new Error(p.log()))), 20_000);
     await waitFor(`${r.name} joined`, async () => ['follower', 'leader'].includes((await this.status(i))?.role ?? ''), 30_000, 100);
     return p;
@@ -132,7 +136,7 @@ export class HaCluster extends Cluster {
   override async stop(): Promise<void> {
     this.client?.close();
     await Promise.all([...this.agents.values()].map((a) => a.kill('SIGKILL')));
-    await Promise.all(this.replicas.map((r) => r.proc?.kill('SIGKILL')));
+    await Promise.all(this.started.map((p) => p.kill('SIGKILL')));
     for (const p of this.proxies) {
       p.heal();
       await p.stop();
