@@ -2,12 +2,13 @@ import { copyFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FailoverReport } from '../../coordinator/kbctl/drill.js';
-import { REDIS_NODES } from '../helpers/cluster.js';
+import { REDIS_NODES, SUBNET } from '../helpers/cluster.js';
 import { ContainerEvents } from '../helpers/docker-events.js';
 import { HaCluster } from '../helpers/ha-cluster.js';
 import { sleep, waitFor } from '../helpers/proc.js';
 import { registryDigest } from '../helpers/registry.js';
 import { agentAppliedRevisions, appliedCounts } from '../helpers/rollout-checks.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 
 // Coordinator high availability on the real thing: a three-member etcd cluster on
 // loopback, three coordinator processes (c1, c2, c3) with --store etcd://..., three
@@ -328,5 +329,21 @@ describe('coordinator high availability on etcd', () => {
     await cluster.waitReady(NAMES, 60_000);
     const nodes = await nodesJson();
     expect(nodes.every((x) => x.status === 'Ready')).toBe(true);
+  });
+
+  it('an agent whose first coordinator accepts connections but never answers moves on to the next replica', async () => {
+    // A coordinator host that vanished without a reset: connections open, nothing answers.
+    const silent = new TcpProxy(`${SUBNET}.40`, 7443, cluster.replicas[0]!.ip, 7443);
+    await silent.start();
+    silent.blackhole();
+    try {
+      await cluster.agents.get('redis-03')!.kill('SIGKILL');
+      const t0 = Date.now();
+      const agent = await cluster.startAgent('redis-03', {}, [silent.address, ...cluster.replicas.map((r) => r.address)].join(','));
+      await waitFor('redis-03 connected to a replica', async () => (await nodesJson()).find((n) => n.name === 'redis-03' && n.connected && n.connectedMs > t0 && n.status === 'Ready'), 30_000, 200);
+      expect(agent.log()).toContain(`"coordinator":"${silent.address}","reason":"no answer within 5000 ms"`);
+    } finally {
+      await silent.stop();
+    }
   });
 });

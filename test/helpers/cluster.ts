@@ -91,11 +91,11 @@ export class Cluster {
     return p;
   }
 
-  async startAgent(node: string, env: NodeJS.ProcessEnv = {}): Promise<Proc> {
+  async startAgent(node: string, env: NodeJS.ProcessEnv = {}, coordinators = this.coordinatorAddresses()): Promise<Proc> {
     const dir = path.join(this.dir, 'nodes', node);
     mkdirSync(dir, { recursive: true });
     const p = new Proc(`agent-${node}`, dist('kb-agent'), [
-      'run', '--node', node, '--coordinator', this.coordinatorAddresses(), '--state-dir', path.join(dir, 'state'),
+      'run', '--node', node, '--coordinator', coordinators, '--state-dir', path.join(dir, 'state'),
       '--host-root', path.join(dir, 'root'), '--shared-engine', '--plaintext', '--reconcile-interval-ms', '2000',
     ], path.join(this.dir, `agent-${node}.log`), { DOCKER_HOST: this.tb.dockerHost, ...env });
     this.agents.set(node, p);
