@@ -192,11 +192,23 @@ describe('coordinator high availability on etcd', () => {
     for (const n of NAMES) running.add((await cluster.container(n, 'redis'))!.Id);
     const ce = await ContainerEvents.start(cluster.docker);
     try {
-      const id = await rolloutInFlight('redis-02');
+      // An operator follows this rollout with kbctl, on the leader, when the leader dies.
+      const before = (await cluster.events()).rollout.id;
+      const operator = cluster.kbctl(['rollout', 'redis', ...GATE], { KB_COORDINATOR: [leader, ...[0, 1, 2].filter((i) => i !== leader)].map((i) => cluster.replicas[i]!.address).join(',') });
+      const id = await waitFor('redis-02 in flight', async () => {
+        const s = await cluster.events();
+        return s.rollout.id !== before && s.events.some((e) => e.node === 'redis-02' && e.kind === 'node-apply') && s.rollout.id;
+      }, 60_000, 50);
       await cluster.killReplica(leader);
       const next = await cluster.leader(30_000, leader);
       const final = await finished(id);
       expect(final.rollout.state).toBe('succeeded');
+      // kbctl lost the leader's stream, followed the rollout on the other replicas, and says how it ended.
+      const seen = await operator;
+      expect(seen.code, `${seen.stdout}\n${seen.stderr}`).toBe(0);
+      expect(seen.stderr).toContain(`following rollout ${id} on the other coordinators`);
+      expect(seen.stdout).toContain(`rollout ${id} succeeded: revision ${final.rollout.revision} on every node`);
+      expect(seen.stdout).toContain('rollout-resume');
       expect(final.events.some((e) => e.kind === 'rollout-resume' && e.message.includes(`under leader c${next + 1}`))).toBe(true);
       expectAppliedOnce(final);
       await expectAllRun(image);
