@@ -2,6 +2,7 @@ import { copyFileSync, writeFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sharedFixture } from '../helpers/fixtures.js';
 import { Cluster, dist, inventoryText, REDIS_NODES, repoRoot } from '../helpers/cluster.js';
 import { Proc, waitFor } from '../helpers/proc.js';
 
@@ -96,7 +97,7 @@ describe('bad input is refused with a clear error and nothing is applied', () =>
     expect(bad.stdout).toContain('more than one Redis master');
     expect(bad.stdout).toContain('k8s-worker-05 must never host MinIO');
     expect(bad.stdout).toContain('duplicate hostname');
-    const good = await run(['--inventory', path.join(repoRoot, '../shared/fixtures/servers.tsv'), '--versions', path.join(repoRoot, 'test/fixtures/versions.yaml')]);
+    const good = await run(['--inventory', sharedFixture('servers.tsv'), '--versions', path.join(repoRoot, 'test/fixtures/versions.yaml')]);
     expect(good.code).toBe(0);
     writeFileSync(path.join(cluster.dir, 'inv.tsv'), inventoryText(REDIS_NODES));
   });
