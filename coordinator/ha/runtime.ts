@@ -166,6 +166,7 @@ export class HaRuntime implements CoordinatorRuntime {
   async drill(req: DrillRequest): Promise<DrillResponse> {
     if (req.action !== 'kill') throw new RolloutError(`unknown drill action "${req.action}" (known: kill)`);
     const m = this.member;
+    // Only the leader: engine() throws the follower's or the isolated replica's error.
     if (this.role !== 'leader' || !this.term || !m) this.engine();
     if (req.expectReplica && req.expectReplica !== m!.self.id) {
       throw new RolloutError(`coordinator ${this.name} is replica ${m!.self.id}, not ${req.expectReplica}: leadership changed, drill not started`);
@@ -310,6 +311,7 @@ export class HaRuntime implements CoordinatorRuntime {
     this.gen++;
     const m = this.member;
     this.member = undefined;
+    m?.relay?.stop();
     this.noteStoreError(reason);
     const wasLeader = Boolean(this.term);
     void this.stepDown(`lost the etcd lease: ${reason}`);

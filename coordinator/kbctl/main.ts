@@ -165,7 +165,7 @@ export function buildProgram(p: Printer, setExit: (code: number) => void): Comma
 
   program
     .command('coordinators')
-    .description('list coordinator replicas: NAME ADDRESS ROLE TERM STORE SESSIONS (asks every replica)')
+    .description('list coordinator replicas: NAME ADDRESS ROLE TERM LEADER STORE SESSIONS (asks every replica)')
     .action(async () => {
       const c = client();
       try {
