@@ -135,6 +135,15 @@ describe('coordinator high availability on etcd', () => {
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(r.stdout).toContain('rollout-noop');
     expect(r.stdout).toContain('succeeded');
+
+    // redis-01 now lists c3 first: from here on the leader drives it through another
+    // replica (assignment -> c3 -> agent; results and health -> etcd -> leader).
+    await cluster.agents.get('redis-01')!.kill('SIGKILL');
+    const t0 = Date.now();
+    await cluster.startAgent('redis-01', {}, [2, 0, 1].map((i) => cluster.replicas[i]!.address).join(','));
+    for (const [i] of cluster.replicas.entries()) {
+      await waitFor(`c${i + 1} sees redis-01 on c3`, async () => (await nodesJson(i)).find((n) => n.name === 'redis-01' && n.status === 'Ready' && n.connectedMs > t0 && /^c3 /.test(n.coordinator)), 20_000, 200);
+    }
   });
 
   it('the leader cut off from etcd stops acting as leader within its lease TTL, another replica takes over and finishes the rollout, no write of the old leader lands afterwards', async () => {
