@@ -18,7 +18,10 @@ export function backoffDelay(b: Backoff, attempt: number, random = Math.random):
 }
 
 export interface SessionOptions {
-  /** Coordinator addresses (HOST:PORT); tried in turn. */
+  /**
+   * Coordinator addresses (HOST:PORT), tried in turn: the first one first, and after a
+   * failed attempt or a lost session, the next one (replicas of one coordinator cluster).
+   */
   coordinators: string[];
   /** Channel credentials, or a function called at each (re)connect (mTLS: reads the newest certificate). */
   credentials: grpc.ChannelCredentials | (() => grpc.ChannelCredentials);
@@ -28,6 +31,8 @@ export interface SessionOptions {
   onConnected: () => void;
   onDisconnected: (reason: string) => void;
   backoff?: Backoff;
+  /** An attempt that gets no answer to its hello within this time moves on to the next address. Default 5000 ms. */
+  openTimeoutMs?: number;
   log: Logger;
 }
 
@@ -35,8 +40,11 @@ export interface SessionOptions {
  * The agent's side of the session, with reconnect.
  *
  *   idle ──start()──> connecting ──stream open──> connected ──stream ends──> backoff ──> connecting
+ *                          │  (refused, unreachable or no answer in openTimeoutMs) ──> backoff ──┘
  *                                                                   stop() from any state ──> stopped
  *
+ * Each new attempt after a failure or a lost session goes to the next address, so losing
+ * one coordinator replica moves the agent to another after one backoff delay.
  * `send` drops messages while not connected (health and heartbeats are periodic, and
  * apply results are re-derivable from the next health report), and never throws.
  */
@@ -87,15 +95,22 @@ export class AgentSession {
     this.call = call;
     let opened = false;
     let ended = false;
+    const openTimer = setTimeout(() => {
+      end(`no answer within ${this.opts.openTimeoutMs ?? 5000} ms`);
+      try {
+        call.cancel();
+      } catch { /* already closed */ }
+    }, this.opts.openTimeoutMs ?? 5000);
     const end = (reason: string) => {
       if (ended) return;
       ended = true;
+      clearTimeout(openTimer);
       if (this.call === call) this.call = undefined;
       const was = this.connected;
       this.connected = false;
       if (was) this.opts.onDisconnected(reason);
       if (this.stopped) return;
-      if (!opened) this.index++;
+      this.index++;
       const delay = backoffDelay(this.opts.backoff ?? DEFAULT_BACKOFF, this.attempt++);
       this.opts.log.warn({ coordinator: address, reason, retryInMs: delay }, 'session ended');
       this.timer = setTimeout(() => this.connect(), delay);
@@ -103,6 +118,7 @@ export class AgentSession {
     call.on('data', (msg: CoordinatorMessage) => {
       if (!opened) {
         opened = true;
+        clearTimeout(openTimer);
         this.attempt = 0;
         this.connected = true;
         this.opts.log.info({ coordinator: address }, 'session open');

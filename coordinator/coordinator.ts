@@ -5,7 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { kbV1, SERVER_OPTIONS } from '../proto/index.js';
-import { KbError } from '../shared/errors/index.js';
+import type { ModuleState } from '../proto/types.js';
+import { KbError, errorMessage } from '../shared/errors/index.js';
 import { BootstrapServer } from './bootstrap/server.js';
 import { installCommand, renderInstallScript } from './bootstrap/script.js';
 import { RegistryResolver, type ImageResolver } from './images/resolve.js';
@@ -15,7 +16,9 @@ import { DEFAULT_NODE_CERT_TTL_MS, Enroller } from './pki/enroll.js';
 import { loadPki, type Pki } from './pki/pki.js';
 import { RateLimiter } from './pki/rate-limit.js';
 import { Tokens } from './pki/tokens.js';
-import { RolloutEngine } from './rollout/engine.js';
+import type { RolloutEngine } from './rollout/engine.js';
+import { HaRuntime } from './ha/runtime.js';
+import { SingleRuntime, type CoordinatorRuntime } from './runtime.js';
 import { ensureSecretKey } from './secrets/keyfile.js';
 import { RotationDriver } from './secrets/rotation.js';
 import { SecretService } from './secrets/service.js';
@@ -24,6 +27,7 @@ import { Authenticator } from './server/auth.js';
 import { secretsHandlers } from './server/secrets-service.js';
 import { controlHandlers } from './server/control-service.js';
 import { SessionRegistry } from './sessions.js';
+import { parseEtcdUrl, type EtcdTarget } from './store/etcd.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/types.js';
 
@@ -37,7 +41,11 @@ export interface CoordinatorOptions extends Partial<InputFiles> {
   listen?: string;
   /** HTTPS bootstrap listener (installer, agent binary, enrollment). Default: the gRPC host, port 7444. */
   bootstrapListen?: string;
-  /** Host agents and kbctl dial (baked into install.sh). Default: the listen host, or the hostname when it is a wildcard. */
+  /**
+   * Host (or HOST:PORT) agents, kbctl and the other replicas dial (the host is baked into
+   * install.sh). Default: the listen host, or the hostname when it is a wildcard. With
+   * --store etcd a HOST:PORT others can reach is required when --listen is a wildcard or port 0.
+   */
   advertise?: string;
   /** Extra names/addresses for the serving certificate. */
   sans?: string[];
@@ -56,6 +64,15 @@ export interface CoordinatorOptions extends Partial<InputFiles> {
   healthIntervalMs?: number;
   /** Status NotReady after this long without a message. Default 3 x heartbeat. */
   notReadyAfterMs?: number;
+  /**
+   * Where the state lives: "sqlite" (default: `<dataDir>/kb.db`, one coordinator) or
+   * "etcd://HOST:PORT,HOST:PORT,.../PREFIX" (several replicas, high availability).
+   */
+  store?: string;
+  /** This replica's name. Default: the host name. */
+  name?: string;
+  /** etcd lease TTL of each replica (leadership included). Default 5000 ms; at least 2000. */
+  leaseTtlMs?: number;
 }
 
 /** The compiled, validated form of CoordinatorOptions. Only this travels inward. */
@@ -76,6 +93,11 @@ export interface CoordinatorConfig {
   heartbeatIntervalMs: number;
   healthIntervalMs: number;
   notReadyAfterMs: number;
+  store: { kind: 'sqlite'; file: string } | { kind: 'etcd'; target: EtcdTarget };
+  name: string;
+  /** HOST:PORT other replicas, agents and kbctl reach this one at (from --advertise, else the listen address). */
+  advertiseAddress: string;
+  leaseTtlMs: number;
 }
 
 export class ConfigError extends KbError {
@@ -97,14 +119,39 @@ export function compileOptions(o: CoordinatorOptions): CoordinatorConfig {
   if (plaintext && !isLoopback(host)) {
     throw new ConfigError(`--plaintext refuses non-loopback listen address ${host}: plaintext gRPC is for development on 127.0.0.0/8 only`);
   }
-  const advertise = o.advertise || (WILDCARD.has(host) ? os.hostname() : host);
+  // --advertise is HOST or HOST:PORT; the host goes into install.sh and the certificate.
+  const advertised = o.advertise && /^(\[.*\]|[^:]*):\d+$/.test(o.advertise) ? hostPort('--advertise', o.advertise) : undefined;
+  const advertise = advertised?.host || o.advertise || (WILDCARD.has(host) ? os.hostname() : host);
   const nodeCertTtlMs = o.nodeCertTtlMs ?? DEFAULT_NODE_CERT_TTL_MS;
   if (!(nodeCertTtlMs >= 5000)) throw new ConfigError(`--node-cert-ttl must be at least 5s`);
   const heartbeatIntervalMs = o.heartbeatIntervalMs ?? 5000;
   const sans = [...new Set([advertise, ...[host, bootstrap.host].filter((h) => !WILDCARD.has(h)), os.hostname(), 'localhost', '127.0.0.1', ...(o.sans ?? [])])];
+  const dataDir = o.dataDir ?? '/var/lib/kb-coordinator';
+  const storeText = o.store ?? 'sqlite';
+  let store: CoordinatorConfig['store'];
+  if (storeText === 'sqlite') store = { kind: 'sqlite', file: path.join(dataDir, 'kb.db') };
+  else if (storeText.startsWith('etcd://')) {
+    try {
+      store = { kind: 'etcd', target: parseEtcdUrl(storeText) };
+    } catch (err) {
+      throw new ConfigError((err as Error).message);
+    }
+    if (plaintext) {
+      const remote = store.target.hosts.filter((h) => !isLoopback(h.replace(/:\d+$/, '').replace(/^\[|\]$/g, '')));
+      if (remote.length) throw new ConfigError(`--plaintext refuses non-loopback etcd endpoints ${remote.join(', ')}: plaintext is for development on 127.0.0.0/8 only`);
+    }
+  } else throw new ConfigError(`--store ${storeText}: expected "sqlite" or etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`);
+  const advertiseAddress = advertised ? joinHostPort(advertised.host, advertised.port)
+    : o.advertise ? joinHostPort(o.advertise, port)
+      : WILDCARD.has(host) ? '' : joinHostPort(host, port);
+  if (store.kind === 'etcd' && (!advertiseAddress || /:0$/.test(advertiseAddress))) {
+    throw new ConfigError(`--advertise HOST:PORT is required with --store etcd when --listen is ${o.listen ?? '0.0.0.0:7443'}: other replicas, agents and kbctl must be able to reach this one`);
+  }
+  const leaseTtlMs = o.leaseTtlMs ?? 5000;
+  if (!Number.isFinite(leaseTtlMs) || leaseTtlMs < 2000 || leaseTtlMs > 60_000) throw new ConfigError(`--lease-ttl ${leaseTtlMs} ms: must be between 2000 and 60000 ms (etcd's minimum lease is 2 s)`);
   return {
     files: { inventoryFile: o.inventoryFile, versionsFile: o.versionsFile, settingsFile: o.settingsFile, env: o.env ?? 'prod' },
-    dataDir: o.dataDir ?? '/var/lib/kb-coordinator',
+    dataDir,
     listenHost: host,
     listenPort: port,
     bootstrapHost: bootstrap.host,
@@ -119,6 +166,10 @@ export function compileOptions(o: CoordinatorOptions): CoordinatorConfig {
     heartbeatIntervalMs,
     healthIntervalMs: o.healthIntervalMs ?? 5000,
     notReadyAfterMs: o.notReadyAfterMs ?? heartbeatIntervalMs * 3,
+    store,
+    name: o.name ?? os.hostname(),
+    advertiseAddress: advertiseAddress || joinHostPort(host, port),
+    leaseTtlMs,
   };
 }
 
@@ -139,14 +190,15 @@ async function sha256File(file: string): Promise<string> {
 /**
  * The coordinator process: inputs, store, sessions, rollout engine, the gRPC server (mTLS:
  * client certificates required, the private CA the only root) and the HTTPS bootstrap
- * listener (installer + enrollment, no client certificate).
+ * listener (installer + enrollment, no client certificate). Alone on SQLite
+ * (SingleRuntime) or as one replica of several on etcd (HaRuntime).
  *
  *   created ──start()──> serving ──stop()──> stopped
  */
 export class Coordinator {
   readonly store: Store;
   readonly sessions = new SessionRegistry();
-  readonly engine: RolloutEngine;
+  readonly runtime: CoordinatorRuntime;
   readonly inputs: Inputs;
   readonly secrets: SecretService;
   readonly rotation: RotationDriver;
@@ -164,19 +216,32 @@ export class Coordinator {
 
   constructor(readonly config: CoordinatorConfig, private readonly log: Logger, deps: { store?: Store; resolver?: ImageResolver } = {}) {
     this.inputs = new Inputs(config.files);
-    this.store = deps.store ?? new SqliteStore(path.join(config.dataDir, 'kb.db'));
     this.resolver = deps.resolver ?? new RegistryResolver();
+    // The engine reaches the secret service lazily: the service needs the runtime's store.
+    const secrets = {
+      versions: () => this.secrets.versions(),
+      desiredMessage: (state: ModuleState) => this.secrets.desiredMessage(state),
+    };
+    const runtimeDeps = {
+      identity: { name: config.name, address: config.advertiseAddress }, sessions: this.sessions, resolver: this.resolver, inputs: () => this.inputs.current(), log,
+      secrets, afterResume: () => this.rotation.resumeAll(),
+    };
+    this.runtime = config.store.kind === 'etcd' && !deps.store
+      ? new HaRuntime({ target: config.store.target, leaseTtlMs: config.leaseTtlMs, notReadyAfterMs: config.notReadyAfterMs }, runtimeDeps)
+      : new SingleRuntime(deps.store ?? new SqliteStore(config.store.kind === 'sqlite' ? config.store.file : path.join(config.dataDir, 'kb.db')), runtimeDeps);
+    this.store = this.runtime.store;
     this.auth = new Authenticator(this.store, !config.plaintext);
     // The secret store key (0600 in the data dir): `kb-coordinator init` creates it; a data dir from before then gets it at first start.
+    // Replicas on etcd share the secret store, so they must share this key (copy it with pki/).
     this.secrets = new SecretService(this.store, ensureSecretKey(config.dataDir), log);
-    this.engine = new RolloutEngine({ store: this.store, sessions: this.sessions, resolver: this.resolver, log, inputs: () => this.inputs.current(), secrets: this.secrets });
-    this.rotation = new RotationDriver({ store: this.store, secrets: this.secrets, engine: this.engine, log, inputs: () => this.inputs.current() });
+    this.rotation = new RotationDriver({ store: this.store, secrets: this.secrets, engine: () => this.runtime.engine(), log, inputs: () => this.inputs.current() });
     this.drills = new Drills({ sessions: this.sessions, store: this.store, log, inputs: () => this.inputs.current(), auth: () => this.secrets.redisAuth() });
     const v1 = kbV1();
     this.server.addService(v1.AgentService.service, {
       Session: agentSessionHandler({
         store: this.store,
         sessions: this.sessions,
+        refuse: () => this.runtime.refuseAgents(),
         log,
         inventory: () => this.inputs.lastGood().inventory,
         heartbeatIntervalMs: config.heartbeatIntervalMs,
@@ -189,9 +254,12 @@ export class Coordinator {
     this.server.addService(v1.ControlService.service, {
       ...controlHandlers({
       store: this.store,
-      sessions: this.sessions,
-      engine: this.engine,
+      sessions: this.runtime.directory,
+      engine: () => this.runtime.engine(),
       drills: this.drills,
+      self: `${config.name} ${config.advertiseAddress}`,
+      status: () => this.runtime.status(),
+      coordinatorDrill: (req) => this.runtime.drill(req),
       resolver: this.resolver,
       log,
       inputs: () => this.inputs.current(),
@@ -213,7 +281,8 @@ export class Coordinator {
   }
 
   async start(): Promise<void> {
-    await this.secrets.ensureAll();
+    // On SQLite the secret store is there now; replicas on etcd fill it once they joined (below).
+    if (this.config.store.kind === 'sqlite') await this.secrets.ensureAll();
     const c = this.config;
     let creds = grpc.ServerCredentials.createInsecure();
     if (!c.plaintext) {
@@ -254,10 +323,21 @@ export class Coordinator {
         for (const node of this.sessions.closeExpired()) this.log.warn({ node }, 'session closed: its certificate expired');
       }, 1000);
     }
-    this.log.info({ listen: joinHostPort(c.listenHost, this.port), plaintext: c.plaintext, bootstrap: this.bootstrap ? this.bootstrapUrl() : undefined }, 'coordinator serving');
+    this.log.info({
+      listen: joinHostPort(c.listenHost, this.port), plaintext: c.plaintext, bootstrap: this.bootstrap ? this.bootstrapUrl() : undefined,
+      store: c.store.kind, replicaName: c.name,
+    }, 'coordinator serving');
     if (c.plaintext) this.log.warn('plaintext mode: no TLS, no identities, no enrollment (development on loopback only)');
-    await this.engine.resumeAll();
-    await this.rotation.resumeAll();
+    // Resumes running rollouts (then rotations) now, or, on etcd, whenever this replica becomes the leader.
+    await this.runtime.start();
+    if (c.store.kind === 'etcd') {
+      await this.secrets.ensureAll().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'secret store not checked yet (etcd unreachable, or another replica is filling it)'));
+    }
+  }
+
+  /** The rollout engine, when this coordinator leads (throws NotLeaderError otherwise). */
+  get engine(): RolloutEngine {
+    return this.runtime.engine();
   }
 
   async stop(): Promise<void> {
@@ -265,6 +345,6 @@ export class Coordinator {
     for (const s of this.sessions.all()) s.close('coordinator stopping');
     await this.bootstrap?.stop();
     await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
-    await this.store.close();
+    await this.runtime.stop();
   }
 }

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { createLogger } from '../shared/log/index.js';
 import { InputError, errorMessage } from '../shared/errors/index.js';
 import { parseDuration } from '../shared/duration/index.js';
-import { Coordinator, compileOptions } from './coordinator.js';
+import { ConfigError, Coordinator, compileOptions } from './coordinator.js';
 import { defaultConfigPath } from './kbctl/config.js';
 import { initCoordinator } from './pki/init.js';
 import { KB_VERSION } from '../shared/version.js';
@@ -46,10 +46,13 @@ program
   .requiredOption('--versions <file>', 'versions.yaml')
   .option('--settings <file>', 'module settings (YAML)')
   .option('--env <env>', 'servers.tsv ENV rows to manage', 'prod')
-  .option('--data-dir <dir>', 'embedded store and PKI directory', '/var/lib/kb-coordinator')
+  .option('--data-dir <dir>', 'embedded store and PKI directory (replicas on etcd: each has one, with the same pki/ and secrets.key)', '/var/lib/kb-coordinator')
+  .addOption(new Option('--store <store>', 'state store: "sqlite" (one coordinator, in --data-dir) or etcd://HOST:PORT,HOST:PORT,...[/PREFIX] (several replicas)').env('KB_STORE').default('sqlite'))
+  .addOption(new Option('--name <name>', 'this replica\'s name (etcd store; default: the host name)').env('KB_NAME'))
+  .addOption(new Option('--lease-ttl <duration>', 'etcd lease of each replica and of the leadership (etcd store): a dead leader is replaced after about this long').default('5s'))
   .option('--listen <host:port>', 'gRPC listen address (mTLS)', '0.0.0.0:7443')
   .option('--bootstrap-listen <host:port>', 'HTTPS bootstrap listen address (default: gRPC host, port 7444)')
-  .option('--advertise <host>', 'name or address agents dial, baked into install.sh (default: listen host, or this hostname)')
+  .addOption(new Option('--advertise <host[:port]>', 'name or address agents, kbctl and other replicas dial; the host is baked into install.sh (default: listen address, or this hostname)').env('KB_ADVERTISE'))
   .option('--san <name>', 'extra DNS name or IP for the serving certificate (repeatable)', collect, [])
   .option('--agent-binary <file>', 'agent binary served to new servers', besideMe('kb-agent'))
   .option('--node-cert-ttl <duration>', 'node certificate lifetime (agents renew after 2/3)', '30d')
@@ -61,6 +64,7 @@ program
   .action(async (o: {
     inventory: string; versions: string; settings?: string; env: string; dataDir: string; listen: string; bootstrapListen?: string; advertise?: string;
     san: string[]; agentBinary: string; nodeCertTtl: string; enrollBurst: number; enrollPerMinute: number; plaintext: boolean; heartbeatMs: number; healthIntervalMs: number;
+    store: string; name?: string; leaseTtl: string;
   }) => {
     const log = createLogger({ name: 'coordinator' });
     const config = compileOptions({
@@ -68,11 +72,12 @@ program
       listen: o.listen, bootstrapListen: o.bootstrapListen, advertise: o.advertise, sans: o.san, agentBinary: o.agentBinary,
       nodeCertTtlMs: parseDuration(o.nodeCertTtl), enrollBurst: o.enrollBurst, enrollPerMinute: o.enrollPerMinute,
       plaintext: o.plaintext, heartbeatIntervalMs: o.heartbeatMs, healthIntervalMs: o.healthIntervalMs,
+      store: o.store, name: o.name, leaseTtlMs: parseDurationMs(o.leaseTtl, '--lease-ttl'),
     });
     const c = new Coordinator(config, log);
     await c.start();
     const bootstrap = config.plaintext ? ' (plaintext, development only)' : ` (mTLS); bootstrap ${c.bootstrapUrl()}`;
-    process.stdout.write(`kb-coordinator listening on ${config.listenHost}:${c.port}${bootstrap}\n`);
+    process.stdout.write(`kb-coordinator listening on ${config.listenHost}:${c.port}${bootstrap} (store ${config.store.kind}, name ${config.name})\n`);
     const stop = (sig: string) => {
       log.info({ sig }, 'stopping');
       void c.stop().finally(() => process.exit(0));
@@ -80,6 +85,13 @@ program
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
+
+/** "5s", "2500ms" or a bare number of milliseconds. */
+function parseDurationMs(text: string, option: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(text.trim());
+  if (!m) throw new ConfigError(`${option} ${text}: expected a duration like 5s or 2500ms`);
+  return Math.round(Number(m[1]) * (m[2] === 's' ? 1000 : 1));
+}
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`kb-coordinator: ${err instanceof InputError ? `invalid input:\n${err.message}` : errorMessage(err)}\n`);

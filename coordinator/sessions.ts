@@ -1,15 +1,11 @@
 import { EventEmitter } from 'node:events';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type {
-  AgentMessage, ApplyResult, ContainerActionResult, CoordinatorMessage, HealthReport, ModuleHealth, NodeFacts, ProgressEvent,
+  AgentMessage, ApplyResult, ContainerActionResult, ContainerStatus, CoordinatorMessage, HealthReport, ModuleHealth, NodeFacts, ProgressEvent,
 } from '../proto/types.js';
 
-/**
- * One connected agent.
- *
- *   (stream opens) ──hello──> connected ──(stream ends / replaced)──> closed
- */
-export interface AgentSession {
+/** What the coordinator knows of one node's agent session, wherever it is held. */
+export interface NodeSessionView {
   readonly node: string;
   readonly agentVersion: string;
   readonly connectedMs: number;
@@ -17,6 +13,45 @@ export interface AgentSession {
   facts: NodeFacts | null;
   /** Latest health per module from this session. */
   health: Map<string, ModuleHealth>;
+  /** Managed containers as last reported. */
+  containers: ContainerStatus[];
+  /** The replica holding the session ("name address"), for sessions held by another replica. */
+  readonly coordinator?: string;
+  /** The holding replica's Ready verdict, for sessions held by another replica. */
+  readonly ready?: boolean;
+}
+
+/** Events of a SessionDirectory: what the rollout engine waits on. */
+export interface DirectoryEvents {
+  connected: [session: NodeSessionView];
+  health: [node: string, report: { modules: ModuleHealth[] }];
+  result: [node: string, result: ApplyResult];
+  progress: [node: string, event: ProgressEvent];
+}
+
+/**
+ * The nodes' sessions as one coordinator sees them: this process's own sessions
+ * (SessionRegistry) or, with several replicas, every replica's (coordinator/ha/cluster-view.ts).
+ */
+export interface SessionDirectory {
+  get(node: string): NodeSessionView | undefined;
+  all(): NodeSessionView[];
+  on(event: 'connected', listener: (...args: DirectoryEvents['connected']) => void): unknown;
+  on(event: 'health', listener: (...args: DirectoryEvents['health']) => void): unknown;
+  on(event: 'result', listener: (...args: DirectoryEvents['result']) => void): unknown;
+  on(event: 'progress', listener: (...args: DirectoryEvents['progress']) => void): unknown;
+  off(event: 'connected', listener: (...args: DirectoryEvents['connected']) => void): unknown;
+  off(event: 'health', listener: (...args: DirectoryEvents['health']) => void): unknown;
+  off(event: 'result', listener: (...args: DirectoryEvents['result']) => void): unknown;
+  off(event: 'progress', listener: (...args: DirectoryEvents['progress']) => void): unknown;
+}
+
+/**
+ * One agent connected to this process.
+ *
+ *   (stream opens) ──hello──> connected ──(stream ends / replaced)──> closed
+ */
+export interface AgentSession extends NodeSessionView {
   closed: boolean;
   /** Expiry of the certificate that authenticates this session (mTLS); the session is closed past it. */
   certNotAfterMs?: number;
@@ -38,7 +73,7 @@ export interface SessionEvents {
  * closes) the old one. Emits typed events that the rollout engine waits on.
  * All methods are synchronous and run on the event loop, so no locking is needed.
  */
-export class SessionRegistry extends EventEmitter<SessionEvents> {
+export class SessionRegistry extends EventEmitter<SessionEvents> implements SessionDirectory {
   private readonly sessions = new Map<string, AgentSession>();
 
   constructor() {
@@ -66,6 +101,7 @@ export class SessionRegistry extends EventEmitter<SessionEvents> {
       lastSeenMs: now,
       facts: null,
       health: new Map(),
+      containers: [],
       closed: false,
       send: (msg) => {
         if (!session.closed) call.write(msg);
@@ -99,6 +135,7 @@ export class SessionRegistry extends EventEmitter<SessionEvents> {
     session.lastSeenMs = Date.now();
     if (msg.health) {
       if (msg.health.facts) session.facts = msg.health.facts;
+      session.containers = msg.health.containers;
       for (const m of msg.health.modules) session.health.set(m.module, m);
       this.emit('health', session.node, msg.health);
     } else if (msg.result) {

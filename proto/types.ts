@@ -95,6 +95,8 @@ export interface NodeFacts {
 
 export interface ContainerStatus {
   module: string; name: string; id: string; state: string; image: string; imageId: string;
+  /** Engine StartedAt (RFC 3339) of the container; '' when unknown or missing. */
+  startedAt: string;
 }
 export interface CheckResult { name: string; ok: boolean; observed: string }
 export interface ModuleHealth {
@@ -154,6 +156,7 @@ export interface NodeInfo {
   status: 'Ready' | 'NotReady' | 'Unknown' | string;
   agentVersion: string; modules: NodeModuleInfo[]; facts: NodeFacts | null; lastSeenMs: number; connected: boolean;
   certSerial: string; certNotAfterMs: number;
+  containers: ContainerStatus[]; coordinator: string; connectedMs: number;
 }
 export interface ListNodesResponse { nodes: NodeInfo[] }
 
@@ -228,3 +231,15 @@ export interface ImportSecretResult { name: string; action: string; version: num
 export interface ImportSecretsResponse { results: ImportSecretResult[] }
 export interface RotateSecretRequest { name: string; maxParallel: number; healthyDeadlineMs: number; minHealthyTimeMs: number; wait: boolean }
 export interface RotateSecretUpdate { msg?: 'info' | 'event'; info?: SecretRotationInfo; event?: RolloutEvent }
+
+export interface ReplicaInfo { id: string; name: string; address: string; leader: boolean; startedMs: number; pid: number }
+/** Roles of a coordinator replica: see coordinator/ha/runtime.ts. */
+export type CoordinatorRole = 'single' | 'starting' | 'follower' | 'leader' | 'isolated' | 'stopped';
+export interface CoordinatorStatusResponse {
+  id: string; name: string; address: string; role: CoordinatorRole | string; store: 'sqlite' | 'etcd' | string;
+  storeOk: boolean; storeError: string; leaderId: string; leaderName: string; leaderAddress: string; term: number;
+  leaderSinceMs: number; steppedDownMs: number; lastLeaderWriteRevision: number; refusedWrites: number;
+  leaseTtlMs: number; pid: number; replicas: ReplicaInfo[]; version: string; sessions: number;
+}
+export interface CoordinatorDrillRequest { action: 'kill' | string; expectReplica: string }
+export interface CoordinatorDrillResponse { id: string; name: string; address: string; pid: number; killAtMs: number; term: number }

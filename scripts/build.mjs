@@ -48,7 +48,7 @@ const common = {
 const t0 = Date.now();
 await Promise.all([
   build({ ...common, entryPoints: [path.join(root, 'agent/main.ts')], outfile: path.join(dist, 'kb-agent.cjs') }),
-  build({ ...common, entryPoints: [path.join(root, 'coordinator/main.ts')], outfile: path.join(dist, 'kb-coordinator.cjs'), external: ['better-sqlite3'] }),
+  build({ ...common, entryPoints: [path.join(root, 'coordinator/main.ts')], outfile: path.join(dist, 'kb-coordinator.cjs'), external: ['better-sqlite3', 'etcd3', 'cockatiel'] }),
   build({ ...common, entryPoints: [path.join(root, 'coordinator/kbctl/bin.ts')], outfile: path.join(dist, 'kbctl.cjs') }),
 ]);
 for (const [name, file] of [['kb-coordinator', 'kb-coordinator.cjs'], ['kbctl', 'kbctl.cjs']]) {

@@ -218,7 +218,7 @@ export class DockerDriver implements ContainerDriver {
     }
     const labels = info.Config.Labels ?? {};
     if (labels[LABELS.managed] !== 'true') return undefined;
-    return fromLabels(info.Id, info.Name, labels, info.State.Status, info.Image);
+    return { ...fromLabels(info.Id, info.Name, labels, info.State.Status, info.Image), startedAt: info.State.StartedAt };
   }
 
   async logs(id: string, tail: number): Promise<string> {

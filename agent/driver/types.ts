@@ -107,6 +107,8 @@ export interface ManagedContainer {
   image: string;
   /** Engine image id (`sha256:...`). */
   imageId: string;
+  /** Engine StartedAt (RFC 3339) of the last start; set by `inspect` only (`list` leaves it undefined). */
+  startedAt?: string;
 }
 
 export interface CreateParams {

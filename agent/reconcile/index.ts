@@ -66,8 +66,10 @@ export function removeModule(ctx: ReconcileContext, module: string): Promise<Rec
 /**
  * One status per desired container of `states` (in module order, then container order):
  * what the engine reports for it now, or state 'missing' (id, image and imageId empty)
- * when it does not exist. `image` is the pinned ref the container was created from.
- * Reads only; one engine list call.
+ * when it does not exist. `image` is the pinned ref the container was created from;
+ * `startedAt` (engine StartedAt) changes whenever the container restarts, which is how a
+ * stop that was repaired in between is still seen. Reads only: one list call, one inspect
+ * per existing container.
  */
 export async function containerStatuses(ctx: ReconcileContext, states: ModuleState[]): Promise<ContainerStatus[]> {
   const observed = await ctx.driver.list(ctx.node);
@@ -76,9 +78,10 @@ export async function containerStatuses(ctx: ReconcileContext, states: ModuleSta
     const mine = ofModule(observed, state.module);
     for (const spec of byOrder(state.containers)) {
       const cur = selectCurrent(mine, spec.name, dockerNameFor(ctx, spec.name));
+      const startedAt = cur ? ((await ctx.driver.inspect(cur.id).catch(() => undefined))?.startedAt ?? '') : '';
       out.push(cur
-        ? { module: state.module, name: spec.name, id: cur.id, state: cur.state, image: cur.image, imageId: cur.imageId }
-        : { module: state.module, name: spec.name, id: '', state: 'missing', image: '', imageId: '' });
+        ? { module: state.module, name: spec.name, id: cur.id, state: cur.state, image: cur.image, imageId: cur.imageId, startedAt }
+        : { module: state.module, name: spec.name, id: '', state: 'missing', image: '', imageId: '', startedAt: '' });
     }
   }
   return out;

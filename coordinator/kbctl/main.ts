@@ -7,9 +7,10 @@ import { InputError, errorMessage, formatProblem } from '../../shared/errors/ind
 import { validateFiles } from '../../shared/validate/index.js';
 import { loadVersions, shellExports } from '../../shared/versions/index.js';
 import { KB_VERSION } from '../../shared/version.js';
-import type { DrillReport, RolloutInfo, RolloutUpdate } from '../../proto/types.js';
+import type { CoordinatorStatusResponse, DrillReport, RolloutEvent, RolloutInfo, RolloutUpdate } from '../../proto/types.js';
 import { ControlClient, ControlError } from './client.js';
 import { readKbConfig, resolveConfigPath } from './config.js';
+import { coordinatorFailoverDrill, formatFailoverReport } from './drill.js';
 import { ago, bytes, clock, parseDuration, stdio, table, type Printer } from './printer.js';
 import { registerSecretsCommands } from './secrets.js';
 
@@ -23,7 +24,7 @@ export function buildProgram(p: Printer, setExit: (code: number) => void): Comma
     .description('kb operator CLI')
     .version(KB_VERSION)
     .addOption(new Option('--config <file>', 'admin credential written by `kb-coordinator init` (default ~/.kb/config)').env('KB_CONFIG'))
-    .addOption(new Option('--coordinator <host:port>', 'coordinator address (default: the first in the credential file)').env('KB_COORDINATOR'))
+    .addOption(new Option('--coordinator <host:port,...>', 'coordinator address, or every replica\'s, comma-separated: the first that answers serves (default: the credential file\'s list)').env('KB_COORDINATOR'))
     .addOption(new Option('--plaintext', 'plaintext gRPC without credentials (development coordinator on loopback only)').env('KB_PLAINTEXT').default(false))
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .showHelpAfterError();
@@ -33,19 +34,19 @@ export function buildProgram(p: Printer, setExit: (code: number) => void): Comma
     const g = globals();
     if (g.plaintext) return new ControlClient({ address: g.coordinator ?? '127.0.0.1:7443', plaintext: true });
     const cfg = readKbConfig(resolveConfigPath(g.config));
-    return new ControlClient({ address: g.coordinator ?? cfg.coordinators[0]!, plaintext: false, tls: { ca: cfg.ca, certificate: cfg.certificate, key: cfg.key } });
+    return new ControlClient({ address: g.coordinator ?? cfg.coordinators.join(','), plaintext: false, tls: { ca: cfg.ca, certificate: cfg.certificate, key: cfg.key } });
   };
 
   program
     .command('nodes')
-    .description('list nodes: NAME ROLE IP STATUS AGENT MODULES CPU MEM DISK LAST-SEEN')
+    .description('list nodes: NAME ROLE IP STATUS AGENT MODULES CPU MEM DISK LAST-SEEN COORDINATOR')
     .action(async () => {
       const c = client();
       try {
         const res = await c.listNodes();
         if (globals().output === 'json') return p.out(JSON.stringify(res.nodes, null, 2));
         p.out(table(
-          ['NAME', 'ROLE', 'IP', 'STATUS', 'AGENT', 'MODULES', 'CPU', 'MEM', 'DISK', 'LAST-SEEN'],
+          ['NAME', 'ROLE', 'IP', 'STATUS', 'AGENT', 'MODULES', 'CPU', 'MEM', 'DISK', 'LAST-SEEN', 'COORDINATOR'],
           res.nodes.map((n) => [
             n.name,
             n.subrole ? `${n.role}/${n.subrole}` : n.role,
@@ -57,6 +58,7 @@ export function buildProgram(p: Printer, setExit: (code: number) => void): Comma
             n.facts ? `${bytes(n.facts.memUsedBytes)}/${bytes(n.facts.memTotalBytes)}` : '-',
             n.facts ? `${bytes(n.facts.diskUsedBytes)}/${bytes(n.facts.diskTotalBytes)}` : '-',
             ago(n.lastSeenMs),
+            n.coordinator ? n.coordinator.split(' ')[0]! : '-',
           ]),
         ));
       } finally {
@@ -118,7 +120,11 @@ export function buildProgram(p: Printer, setExit: (code: number) => void): Comma
     const c = client();
     const json = globals().output === 'json';
     let last: RolloutInfo | undefined;
-    const events: unknown[] = [];
+    const events: RolloutEvent[] = [];
+    const printEvent = (e: RolloutEvent) => {
+      const extra = e.check ? ` [${e.check}: ${e.observed}]` : '';
+      p.out(`${clock(e.atMs)} ${(e.node || '-').padEnd(12)} ${e.kind.padEnd(18)} ${e.message}${extra}`);
+    };
     try {
       await c.rollout({
         module,
@@ -134,13 +140,18 @@ export function buildProgram(p: Printer, setExit: (code: number) => void): Comma
         }
         if (u.event) {
           events.push(u.event);
-          if (!json) {
-            const e = u.event;
-            const extra = e.check ? ` [${e.check}: ${e.observed}]` : '';
-            p.out(`${clock(e.atMs)} ${(e.node || '-').padEnd(12)} ${e.kind.padEnd(18)} ${e.message}${extra}`);
-          }
+          if (!json) printEvent(u.event);
         }
       });
+    } catch (err) {
+      // The leader went away mid-rollout: the rollout lives on in the store and the next
+      // leader resumes it. Follow it through whichever replica answers.
+      if (!(last && !o.detach && err instanceof ControlError && err.code === 14)) {
+        c.close();
+        throw err;
+      }
+      if (!json) p.err(`kbctl: lost the leader's stream (${err.message}); following rollout ${last.id} on the other coordinators`);
+      last = await followRollout(c, module, last, events, json ? () => undefined : printEvent);
     } finally {
       c.close();
     }
@@ -236,7 +247,7 @@ export function buildProgram(p: Printer, setExit: (code: number) => void): Comma
       }
     });
 
-  const drill = program.command('drill').description('cause a failure on purpose and measure it: `kbctl drill redis-failover`');
+  const drill = program.command('drill').description('cause a failure on purpose and measure it: `kbctl drill redis-failover`, `kbctl drill coordinator-failover`');
   drill
     .command('redis-failover')
     .description('stop (or pause, or kill) the Redis master through its agent while writing through HAProxy; report promotion time, switch time, write outage and lost writes; bring the old master back as a replica')
@@ -264,6 +275,51 @@ export function buildProgram(p: Printer, setExit: (code: number) => void): Comma
       if (json) p.out(JSON.stringify(report, null, 2));
       else p.out(drillSummary(report));
       if (!report.ok) setExit(EXIT.failed);
+    });
+
+  program
+    .command('coordinators')
+    .description('list coordinator replicas: NAME ADDRESS ROLE TERM LEADER STORE SESSIONS (asks every replica)')
+    .action(async () => {
+      const c = client();
+      try {
+        const first = await c.coordinatorStatus();
+        const addresses = [...new Set([...c.addresses, ...first.replicas.map((r) => r.address)])];
+        const all = await Promise.all(addresses.map(async (a) => ({ address: a, s: await c.coordinatorStatus(a).catch((err: unknown) => errorMessage(err)) })));
+        if (globals().output === 'json') {
+          return p.out(JSON.stringify(all.map((x) => (typeof x.s === 'string' ? { address: x.address, error: x.s } : x.s)), null, 2));
+        }
+        p.out(table(['NAME', 'ADDRESS', 'ROLE', 'TERM', 'LEADER', 'STORE', 'SESSIONS'], all.map(({ address, s }) => (typeof s === 'string'
+          ? ['?', address, 'unreachable', '-', '-', s, '-']
+          : [s.name, s.address, s.role, s.term ? String(s.term) : '-', s.leaderName || '-', storeText(s), String(s.sessions)]))));
+      } finally {
+        c.close();
+      }
+    });
+
+  drill
+    .command('coordinator-failover')
+    .description('kill -9 the leader coordinator; report time to a new leader, time until every agent is connected again, stopped containers (none may), and whether an in-flight rollout completed')
+    .option('--rollout <module>', 'start a rollout of <module> first and kill the leader while it is in flight')
+    .option('--max-parallel <n>', 'rollout: nodes changed at once', '1')
+    .option('--healthy-deadline <duration>', 'rollout: a node must be healthy within', '120s')
+    .option('--min-healthy-time <duration>', 'rollout: and stay healthy for', '10s')
+    .option('--timeout <duration>', 'longest wait for each phase', '120s')
+    .action(async (o: { rollout?: string; maxParallel: string; healthyDeadline: string; minHealthyTime: string; timeout: string }) => {
+      const c = client();
+      const json = globals().output === 'json';
+      try {
+        const report = await coordinatorFailoverDrill(c, {
+          rollout: o.rollout ? { module: o.rollout, maxParallel: Number(o.maxParallel), healthyDeadlineMs: parseDuration(o.healthyDeadline), minHealthyTimeMs: parseDuration(o.minHealthyTime) } : undefined,
+          timeoutMs: parseDuration(o.timeout),
+          progress: json ? undefined : (line) => p.out(`${clock(Date.now())} ${line}`),
+        });
+        if (json) p.out(JSON.stringify(report, null, 2));
+        else for (const line of formatFailoverReport(report)) p.out(line);
+        if (!report.pass) setExit(EXIT.failed);
+      } finally {
+        c.close();
+      }
     });
 
   program
@@ -315,6 +371,32 @@ export function drillSummary(r: DrillReport): string {
     `  HAProxy routed to the old master after the switch: ${r.returnedToOld ? 'YES (split brain)' : 'never'}`,
   ];
   return lines.join('\n');
+}
+
+function storeText(s: CoordinatorStatusResponse): string {
+  return s.storeOk ? s.store : `${s.store}: ${s.storeError}`;
+}
+
+/** Polls the rollout's status (any replica) until it is no longer running, printing events not seen yet. */
+async function followRollout(c: ControlClient, module: string, last: RolloutInfo, events: RolloutEvent[], print: (e: RolloutEvent) => void): Promise<RolloutInfo> {
+  const seen = new Set(events.map((e) => e.id));
+  for (;;) {
+    const s = await c.rolloutStatus({ module, events: true }).catch((err: unknown) => {
+      if (err instanceof ControlError && err.code === 14) return undefined;
+      throw err;
+    });
+    if (s?.rollout) {
+      if (s.rollout.id !== last.id) throw new Error(`rollout ${last.id} was superseded by ${s.rollout.id}`);
+      for (const e of s.events) {
+        if (seen.has(e.id)) continue;
+        seen.add(e.id);
+        events.push(e);
+        print(e);
+      }
+      if (s.rollout.state !== 'running') return s.rollout;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
 }
 
 class UsageError extends Error {

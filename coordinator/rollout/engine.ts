@@ -7,7 +7,8 @@ import type { ImageResolver } from '../images/resolve.js';
 import { getModule } from '../modules/index.js';
 import type { PlanInputs, SecretVersions } from '../modules/types.js';
 import { computeDesired } from '../planner.js';
-import type { SessionRegistry } from '../sessions.js';
+import type { SessionDirectory } from '../sessions.js';
+import { FencedWriteError, StoreUnavailableError } from '../store/errors.js';
 import type { EventKind, EventRecord, RevisionRecord, RolloutNodeRecord, RolloutRecord, Store } from '../store/types.js';
 
 /** Options of one rollout. Defaults follow Nomad's update stanza. */
@@ -29,9 +30,20 @@ export class RolloutError extends KbError {
   override name = 'RolloutError';
 }
 
+/** Thrown inside the engine once stop() was called: the engine writes nothing more. */
+export class EngineStoppedError extends KbError {
+  override name = 'EngineStoppedError';
+}
+
 export interface EngineDeps {
+  /**
+   * Where rollouts, revisions, assignments and events are kept. With several coordinator
+   * replicas this store is fenced by the leadership term the engine was created for, so
+   * a deposed leader's engine cannot write (FencedWriteError).
+   */
   store: Store;
-  sessions: SessionRegistry;
+  /** The nodes' sessions (this process's, or every replica's). */
+  sessions: SessionDirectory;
   resolver: ImageResolver;
   log: Logger;
   /** Reads the inventory, versions and settings fresh (operators edit files between rollouts). */
@@ -44,6 +56,17 @@ export interface EngineDeps {
     versions(): Promise<Record<string, SecretVersions>>;
     desiredMessage(state: ModuleState): Promise<CoordinatorMessage>;
   };
+  /**
+   * Hands a node its desired state (the message, with its secret values), after the
+   * assignment is stored. One coordinator sends it on the node's session; with replicas on
+   * etcd the stored assignment is itself the message (the replica holding the session
+   * sends it, with the secret values), so this does nothing.
+   */
+  deliver: (node: string, message: CoordinatorMessage) => void;
+  /** Says why `resumeAll` resumes, in the rollout-resume event. Default "after coordinator restart". */
+  resumeReason?: string;
+  /** Delay before a rollout interrupted by a store outage is picked up again. Default 1000 ms. */
+  retryAfterMs?: number;
 }
 
 interface GateOutcome { ok: boolean; check: string; observed: string; error: string }
@@ -67,6 +90,8 @@ interface GateOutcome { ok: boolean; check: string; observed: string; error: str
 export class RolloutEngine {
   private readonly live = new EventEmitter();
   private readonly running = new Map<string, Promise<void>>();
+  private readonly abort = new AbortController();
+  private stopped = false;
 
   constructor(private readonly deps: EngineDeps) {
     this.live.setMaxListeners(0);
@@ -76,6 +101,11 @@ export class RolloutEngine {
   subscribe(rolloutId: string, fn: (e: EventRecord, r: RolloutRecord) => void): () => void {
     this.live.on(rolloutId, fn);
     return () => this.live.off(rolloutId, fn);
+  }
+
+  /** True once stop() was called: this engine drives nothing more. */
+  get isStopped(): boolean {
+    return this.stopped;
   }
 
   /** Resolves when the rollout stops being driven by this process. */
@@ -151,18 +181,41 @@ export class RolloutEngine {
     return r;
   }
 
-  /** Continues every rollout left running by a previous process. Safe to call once at start-up. */
+  /** Continues every rollout left running by a previous process (or leader). Safe to call once at start-up. */
   async resumeAll(): Promise<void> {
     for (const r of await this.deps.store.listRollouts({ state: 'running' })) {
       if (this.running.has(r.id)) continue;
-      await this.event(r, 'rollout-resume', '', `resuming after coordinator restart: ${r.nodes.map((n) => `${n.node}=${n.phase}`).join(' ')}`);
+      await this.event(r, 'rollout-resume', '', `resuming ${this.deps.resumeReason ?? 'after coordinator restart'}: ${r.nodes.map((n) => `${n.node}=${n.phase}`).join(' ')}`);
       this.launch(r);
     }
+  }
+
+  /**
+   * Stops driving every rollout and makes every later write of this engine throw
+   * EngineStoppedError; resolves when the drivers have returned. Rollouts stay `running`
+   * in the store, for the next engine (the next leader, or this process restarted) to
+   * resume. Safe to call twice.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort.abort();
+    await Promise.all([...this.running.values()]);
   }
 
   private launch(r: RolloutRecord): void {
     const p = this.drive(r)
       .catch(async (err: unknown) => {
+        if (this.stopped || err instanceof EngineStoppedError || err instanceof FencedWriteError) {
+          // Leadership ended (or the process is stopping): the next leader resumes from the store.
+          this.deps.log.warn({ rollout: r.id, err: errorMessage(err) }, 'rollout driver stopped; the rollout stays running for the next leader');
+          return;
+        }
+        if (err instanceof StoreUnavailableError) {
+          // A store outage is not the rollout's fault: pick it up again from stored state.
+          this.deps.log.warn({ rollout: r.id, err: errorMessage(err) }, 'store unavailable; rollout paused until it answers');
+          this.retryLater(r.id);
+          return;
+        }
         this.deps.log.error({ err, rollout: r.id }, 'rollout driver crashed');
         r.state = 'failed';
         r.error = `internal error: ${errorMessage(err)}`;
@@ -171,6 +224,22 @@ export class RolloutEngine {
       })
       .finally(() => this.running.delete(r.id));
     this.running.set(r.id, p);
+  }
+
+  /** Re-reads a rollout interrupted by a store outage and drives it again, until the store answers. */
+  private retryLater(id: string): void {
+    const timer = setTimeout(() => {
+      if (this.stopped) return;
+      this.deps.store.getRollout(id).then(async (r) => {
+        if (!r || r.state !== 'running' || this.stopped || this.running.has(id)) return;
+        await this.event(r, 'rollout-resume', '', `resuming after a store outage: ${r.nodes.map((n) => `${n.node}=${n.phase}`).join(' ')}`);
+        this.launch(r);
+      }).catch((err: unknown) => {
+        if (this.stopped || err instanceof FencedWriteError || err instanceof EngineStoppedError) return;
+        this.retryLater(id);
+      });
+    }, this.deps.retryAfterMs ?? 1000);
+    this.abort.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
   }
 
   private async drive(r: RolloutRecord): Promise<void> {
@@ -217,7 +286,7 @@ export class RolloutEngine {
       await this.event(r, 'node-failed', n.node, out.error, out.check, out.observed);
       return out;
     }
-    sessions.get(n.node)?.send(message);
+    this.deps.deliver(n.node, message);
 
     const out = await new Promise<GateOutcome>((resolve) => {
       let healthySince: number | undefined;
@@ -231,13 +300,15 @@ export class RolloutEngine {
         sessions.off('result', onResult);
         sessions.off('progress', onProgress);
         sessions.off('connected', onConnected);
+        this.abort.signal.removeEventListener('abort', onAbort);
         resolve(o);
       };
+      const onAbort = () => finish({ ok: false, check: 'stopped', observed: '', error: 'engine stopped' });
       const markVerifying = () => {
         if (verifying) return;
         verifying = true;
         n.phase = 'verifying';
-        void this.save(r).then(() => this.event(r, 'node-verifying', n.node, `waiting for ${state.healthChecks.map((c) => c.name).join(', ')} to pass for ${r.minHealthyTimeMs} ms`));
+        this.background(this.save(r).then(() => this.event(r, 'node-verifying', n.node, `waiting for ${state.healthChecks.map((c) => c.name).join(', ')} to pass for ${r.minHealthyTimeMs} ms`)));
       };
       const consider = (m: ModuleHealth | undefined) => {
         if (!m || m.specHash !== state.specHash || m.revision !== state.revision) return;
@@ -255,7 +326,7 @@ export class RolloutEngine {
           const bad = m.checks.find((c) => !c.ok) ?? { name: 'converge', observed: 'containers do not match the desired spec yet' };
           if (!lastBad || lastBad.check !== bad.name || lastBad.observed !== bad.observed) {
             lastBad = { check: bad.name, observed: bad.observed };
-            void this.event(r, 'node-unhealthy', n.node, `check ${bad.name} failing`, bad.name, bad.observed);
+            this.background(this.event(r, 'node-unhealthy', n.node, `check ${bad.name} failing`, bad.name, bad.observed));
           }
         }
       };
@@ -268,14 +339,14 @@ export class RolloutEngine {
           finish({ ok: false, check: 'apply', observed: res.error, error: `${n.node}: apply of revision ${state.revision} failed: ${res.error}` });
           return;
         }
-        void this.event(r, 'node-applied', n.node, res.changed ? `applied: ${res.actions.join('; ')}` : 'already at this revision: nothing to do');
+        this.background(this.event(r, 'node-applied', n.node, res.changed ? `applied: ${res.actions.join('; ')}` : 'already at this revision: nothing to do'));
         markVerifying();
       };
       const onProgress = (node: string, p: { module: string; revision: number; step: string; message: string }) => {
-        if (node === n.node && p.module === r.module && p.revision === state.revision) void this.event(r, 'node-progress', n.node, `${p.step}: ${p.message}`);
+        if (node === n.node && p.module === r.module && p.revision === state.revision) this.background(this.event(r, 'node-progress', n.node, `${p.step}: ${p.message}`));
       };
       const onConnected = (s: { node: string }) => {
-        if (s.node === n.node) void this.event(r, 'node-progress', n.node, 'agent connected');
+        if (s.node === n.node) this.background(this.event(r, 'node-progress', n.node, 'agent connected'));
       };
       const deadline = setTimeout(() => {
         const connected = Boolean(sessions.get(n.node));
@@ -292,8 +363,11 @@ export class RolloutEngine {
       sessions.on('result', onResult);
       sessions.on('progress', onProgress);
       sessions.on('connected', onConnected);
-      consider(sessions.get(n.node)?.health.get(r.module));
+      this.abort.signal.addEventListener('abort', onAbort, { once: true });
+      if (this.stopped) onAbort();
+      else consider(sessions.get(n.node)?.health.get(r.module));
     });
+    if (this.stopped) throw new EngineStoppedError(`engine stopped while ${n.node} was at ${n.phase}`);
 
     n.phase = out.ok ? 'healthy' : 'failed';
     n.error = out.error;
@@ -331,11 +405,20 @@ export class RolloutEngine {
   }
 
   private async save(r: RolloutRecord): Promise<void> {
+    if (this.stopped) throw new EngineStoppedError(`engine stopped: rollout ${r.id} not saved`);
     r.updatedMs = Date.now();
     await this.deps.store.putRollout(r);
   }
 
+  /** Runs a write the driver does not wait for; a failure is logged (the gate's own writes decide the outcome). */
+  private background(p: Promise<unknown>): void {
+    p.catch((err: unknown) => {
+      if (!this.stopped) this.deps.log.warn({ err: errorMessage(err) }, 'rollout event not written');
+    });
+  }
+
   private async event(r: RolloutRecord, kind: EventKind, node: string, message: string, check = '', observed = ''): Promise<void> {
+    if (this.stopped) throw new EngineStoppedError(`engine stopped: event ${kind} of ${r.id} not written`);
     const e = await this.deps.store.appendEvent({ rolloutId: r.id, atMs: Date.now(), node, kind, message, check, observed, revision: r.revision });
     this.deps.log.info({ rollout: r.id, node, kind, check }, message);
     this.live.emit(r.id, e, r);

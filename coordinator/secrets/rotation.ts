@@ -13,7 +13,8 @@ import { SecretError, type SecretService } from './service.js';
 export interface RotationDeps {
   store: Store;
   secrets: SecretService;
-  engine: RolloutEngine;
+  /** The engine, or how to get the current one (a replica on etcd has one only while it leads). */
+  engine: RolloutEngine | (() => RolloutEngine);
   log: Logger;
   inputs: () => PlanInputs;
   /** Modules to consider (default: every module kb knows). */
@@ -151,14 +152,16 @@ export class RotationDriver {
 
   /** One module's rollout for the current phase; waits for it. Skips modules never rolled out or without hosts. */
   private async rollout(name: string, m: ModuleDefinition<any>, opts: RolloutOptions): Promise<{ ok: boolean; error: string }> {
-    const { store, engine } = this.deps;
+    const { store } = this.deps;
     if (!(await store.latestRevision(m.name))) return { ok: true, error: '' };
     if (m.hosts(this.deps.inputs().inventory).length === 0) return { ok: true, error: '' };
     // A rollout of the module already running (started by hand, or resumed after a restart) is waited for first.
     const active = (await store.listRollouts({ module: m.name, state: 'running' }))[0];
-    if (active) await engine.wait(active.id);
     let rec;
+    let engine: RolloutEngine;
     try {
+      engine = typeof this.deps.engine === 'function' ? this.deps.engine() : this.deps.engine;
+      if (active) await engine.wait(active.id);
       rec = await engine.start(m.name, opts);
     } catch (err) {
       if (err instanceof RolloutError) return { ok: false, error: `${m.name}: ${err.message}` };

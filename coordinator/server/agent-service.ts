@@ -15,6 +15,8 @@ export interface AgentServiceDeps {
   inventory: () => Inventory;
   heartbeatIntervalMs: number;
   healthIntervalMs: number;
+  /** Why this coordinator must not take agents now (a replica cut off from etcd), or undefined. */
+  refuse?: () => string | undefined;
   /**
    * Who is calling, from the peer certificate (see ./auth.ts); the hello's node name must
    * match it. Resolves undefined when the transport carries no identity (plaintext dev
@@ -41,6 +43,7 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
   return (call: grpc.ServerDuplexStream<AgentMessage, CoordinatorMessage>): void => {
     let session: AgentSession | undefined;
     let lastPersist = 0;
+    let containersSig = '';
     const persisted = new Map<string, string>();
     const lastResend = new Map<string, number>();
     const fail = (code: grpc.status, details: string) => {
@@ -63,7 +66,7 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
         void resendSecrets(s, msg.secretsRequest).catch((err: unknown) => deps.log.error({ err, node: s.node }, 'resend of credentials failed'));
       }
       if (msg.health) {
-        void persistHealth(session, msg.health).catch((err: unknown) => deps.log.error({ err, node: session?.node }, 'persist health failed'));
+        void persistHealth(session, msg.health).catch((err: unknown) => deps.log.warn({ err: errorMessage(err), node: session?.node }, 'persist health failed'));
       }
     });
     call.on('end', () => {
@@ -75,6 +78,8 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
 
     async function onHello(hello: NonNullable<AgentMessage['hello']>): Promise<void> {
       const node = hello.nodeName;
+      const refused = deps.refuse?.();
+      if (refused) return fail(grpc.status.UNAVAILABLE, refused);
       const peer = await deps.authenticate(call);
       if (peer !== undefined && peer.commonName !== node) {
         return fail(grpc.status.PERMISSION_DENIED, `certificate is for node "${peer.commonName}", not "${node}": a node may only report for itself`);
@@ -83,7 +88,7 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
       if (!inv.servers.some((s) => s.hostname === node)) return fail(grpc.status.PERMISSION_DENIED, `node "${node}" is not in the inventory ${inv.file}`);
       const now = Date.now();
       const existing = await deps.store.getNode(node);
-      await deps.store.upsertNode({ name: node, agentVersion: hello.agentVersion, firstSeenMs: existing?.firstSeenMs ?? now, lastSeenMs: now, facts: existing?.facts ?? null });
+      await deps.store.upsertNode({ name: node, agentVersion: hello.agentVersion, firstSeenMs: existing?.firstSeenMs ?? now, lastSeenMs: now, facts: existing?.facts ?? null, containers: existing?.containers ?? [] });
       session = deps.sessions.open(call, node, hello.agentVersion);
       if (peer) session.certNotAfterMs = peer.notAfterMs;
       deps.log.info({ node, agentVersion: hello.agentVersion, peer: call.getPeer(), serial: peer?.serial }, 'agent connected');
@@ -134,10 +139,13 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
           node: s.node, module: m.module, revision: m.revision, specHash: m.specHash, healthy: m.healthy, converged: m.converged, checks: m.checks, updatedMs: now,
         });
       }
-      if (now - lastPersist >= NODE_PERSIST_INTERVAL_MS) {
+      // Containers are written when they change (a replaced or restarted container), so every replica sees them.
+      const sig = report.containers.map((c) => `${c.module}/${c.name}=${c.id}|${c.state}|${c.startedAt}`).join(',');
+      if (now - lastPersist >= NODE_PERSIST_INTERVAL_MS || sig !== containersSig) {
         lastPersist = now;
+        containersSig = sig;
         const existing = await deps.store.getNode(s.node);
-        await deps.store.upsertNode({ name: s.node, agentVersion: s.agentVersion, firstSeenMs: existing?.firstSeenMs ?? now, lastSeenMs: now, facts: s.facts });
+        await deps.store.upsertNode({ name: s.node, agentVersion: s.agentVersion, firstSeenMs: existing?.firstSeenMs ?? now, lastSeenMs: now, facts: s.facts, containers: report.containers });
       }
     }
   };

@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { InputError, KbError, UnknownModuleError, errorMessage } from '../../shared/errors/index.js';
 import type {
+  CoordinatorDrillRequest, CoordinatorDrillResponse, CoordinatorStatusResponse,
   CreateTokenRequest, CreateTokenResponse, DrillRequest, DrillUpdate, HealthRequest, HealthResponse, ListTokensResponse, RemoveTokenRequest, RemoveTokenResponse,
   ListNodesResponse, NodeHealth, NodeInfo, PlanRequest, PlanResponse, RolloutEvent, RolloutInfo, RolloutRequest, RolloutStatusRequest,
   RolloutStatusResponse, RolloutUpdate,
@@ -12,15 +13,27 @@ import { getModule, MODULES } from '../modules/index.js';
 import type { PlanInputs, SecretVersions } from '../modules/types.js';
 import { checkNodeFilter, computeDesired, diffNode } from '../planner.js';
 import { RolloutError, type RolloutEngine } from '../rollout/engine.js';
-import type { SessionRegistry } from '../sessions.js';
 import { DEFAULT_TOKEN_TTL_MS, TokenError, toTokenInfo, type Tokens } from '../pki/tokens.js';
+import { NotLeaderError } from '../runtime.js';
+import type { SessionDirectory } from '../sessions.js';
 import type { EventRecord, RolloutRecord, Store } from '../store/types.js';
+
+/** Trailer naming the leader's address when a follower refuses a leader-only call (kbctl follows it). */
+export const LEADER_TRAILER = 'kb-leader';
+/** Trailer set on every error the coordinator itself produced (kbctl prints its message as is). */
+export const SOURCE_TRAILER = 'kb-source';
 
 export interface ControlDeps {
   store: Store;
-  sessions: SessionRegistry;
-  engine: RolloutEngine;
+  /** The nodes' sessions, on this replica and (with etcd) on the others. */
+  sessions: SessionDirectory;
+  /** The engine, when this coordinator may drive rollouts; throws NotLeaderError otherwise. */
+  engine: () => RolloutEngine;
   drills: Drills;
+  /** This coordinator, as shown in `kbctl nodes` for the sessions it holds ("name address"). */
+  self: string;
+  status: () => Promise<CoordinatorStatusResponse>;
+  coordinatorDrill: (req: CoordinatorDrillRequest) => Promise<CoordinatorDrillResponse>;
   resolver: ImageResolver;
   log: Logger;
   inputs: () => PlanInputs;
@@ -41,11 +54,14 @@ export function toGrpcError(err: unknown): Partial<grpc.ServiceError> {
   if (err && typeof err === 'object' && 'code' in err && typeof (err as { code: unknown }).code === 'number' && 'details' in err) {
     return err as Partial<grpc.ServiceError>;
   }
-  if (err instanceof InputError || err instanceof UnknownModuleError || err instanceof TokenError) return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
-  if (err instanceof DrillRefusedError) return { code: grpc.status.FAILED_PRECONDITION, details: err.message };
-  if (err instanceof RolloutError) return { code: grpc.status.FAILED_PRECONDITION, details: err.message };
-  if (err instanceof KbError) return { code: grpc.status.UNAVAILABLE, details: err.message };
-  return { code: grpc.status.INTERNAL, details: errorMessage(err) };
+  const metadata = new grpc.Metadata();
+  metadata.set(SOURCE_TRAILER, 'coordinator');
+  if (err instanceof NotLeaderError && err.leaderAddress) metadata.set(LEADER_TRAILER, err.leaderAddress);
+  if (err instanceof InputError || err instanceof UnknownModuleError || err instanceof TokenError) return { code: grpc.status.INVALID_ARGUMENT, details: err.message, metadata };
+  if (err instanceof DrillRefusedError) return { code: grpc.status.FAILED_PRECONDITION, details: err.message, metadata };
+  if (err instanceof RolloutError) return { code: grpc.status.FAILED_PRECONDITION, details: err.message, metadata };
+  if (err instanceof KbError) return { code: grpc.status.UNAVAILABLE, details: err.message, metadata };
+  return { code: grpc.status.INTERNAL, details: errorMessage(err), metadata };
 }
 
 export function controlHandlers(deps: ControlDeps): grpc.UntypedServiceImplementation {
@@ -70,7 +86,8 @@ export function controlHandlers(deps: ControlDeps): grpc.UntypedServiceImplement
         const s = deps.sessions.get(rec.name);
         const server = inv.servers.find((x) => x.hostname === rec.name);
         const lastSeen = s?.lastSeenMs ?? rec.lastSeenMs;
-        const status = s && now - s.lastSeenMs <= deps.notReadyAfterMs ? 'Ready' : 'NotReady';
+        // A session held by another replica carries that replica's verdict.
+        const status = s && (s.ready ?? now - s.lastSeenMs <= deps.notReadyAfterMs) ? 'Ready' : 'NotReady';
         const modules = s
           ? [...s.health.values()].map((m) => ({ module: m.module, revision: m.revision, healthy: m.healthy && m.converged, summary: summary(m.checks) }))
           : mods.filter((m) => m.node === rec.name).map((m) => ({ module: m.module, revision: m.revision, healthy: false, summary: 'stale: agent not connected' }));
@@ -87,6 +104,9 @@ export function controlHandlers(deps: ControlDeps): grpc.UntypedServiceImplement
           connected: Boolean(s),
           certSerial: identities.get(rec.name)?.serial ?? '',
           certNotAfterMs: identities.get(rec.name)?.notAfterMs ?? 0,
+          containers: s?.containers ?? rec.containers ?? [],
+          coordinator: s ? (s.coordinator ?? deps.self) : '',
+          connectedMs: s?.connectedMs ?? 0,
         };
       });
       return { nodes };
@@ -135,7 +155,8 @@ export function controlHandlers(deps: ControlDeps): grpc.UntypedServiceImplement
       let unsubscribe = () => {};
       const run = async () => {
         deps.authorize(call as grpc.ServerWritableStream<unknown, unknown>);
-        const r = await deps.engine.start(req.module, {
+        const engine = deps.engine();
+        const r = await engine.start(req.module, {
           maxParallel: req.maxParallel, healthyDeadlineMs: req.healthyDeadlineMs, minHealthyTimeMs: req.minHealthyTimeMs, undo: req.undo,
         });
         const seen = new Set<number>();
@@ -145,12 +166,15 @@ export function controlHandlers(deps: ControlDeps): grpc.UntypedServiceImplement
           call.write({ event: toEvent(e) });
         };
         if (req.wait) {
-          unsubscribe = deps.engine.subscribe(r.id, (e) => send(e));
+          unsubscribe = engine.subscribe(r.id, (e) => send(e));
         }
         call.write({ info: toInfo(r) });
         for (const e of await deps.store.listEvents(r.id)) send(e);
-        if (req.wait) await deps.engine.wait(r.id);
+        if (req.wait) await engine.wait(r.id);
         unsubscribe();
+        if (engine.isStopped) {
+          throw new NotLeaderError(`coordinator stopped acting as leader during rollout ${r.id}; it stays running and the next leader resumes it: follow it with \`kbctl rollout status ${r.module}\``, undefined);
+        }
         for (const e of await deps.store.listEvents(r.id)) send(e);
         const final = (await deps.store.getRollout(r.id)) ?? r;
         call.write({ info: toInfo(final) });
@@ -210,6 +234,10 @@ export function controlHandlers(deps: ControlDeps): grpc.UntypedServiceImplement
       if (!last) return { rollout: null, events: [] };
       return { rollout: toInfo(last), events: req.events ? (await deps.store.listEvents(last.id)).map(toEvent) : [] };
     }),
+
+    CoordinatorStatus: unary(async (): Promise<CoordinatorStatusResponse> => deps.status()),
+
+    CoordinatorDrill: unary(async (req: CoordinatorDrillRequest): Promise<CoordinatorDrillResponse> => deps.coordinatorDrill(req)),
   };
 }
 

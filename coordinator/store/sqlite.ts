@@ -1,6 +1,8 @@
 import Database from 'better-sqlite3';
 import { chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { RevisionExistsError } from './errors.js';
+import { decodeRecord, decodeRevision, encodeRecord } from './codec.js';
 import type {
   AssignmentRecord, EventRecord, NodeIdentityRecord, NodeModuleRecord, NodeRecord, RevisionRecord, RolloutRecord, RolloutState, SecretStateRecord,
   SecretVersionRecord, Store, TokenRecord,
@@ -37,7 +39,7 @@ export class SqliteStore implements Store {
   }
 
   async upsertNode(n: NodeRecord): Promise<void> {
-    this.db.prepare('INSERT INTO nodes (name, doc) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET doc = excluded.doc').run(n.name, JSON.stringify(n));
+    this.db.prepare('INSERT INTO nodes (name, doc) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET doc = excluded.doc').run(n.name, encodeRecord(n));
   }
   async getNode(name: string): Promise<NodeRecord | undefined> {
     return parse(this.db.prepare('SELECT doc FROM nodes WHERE name = ?').get(name));
@@ -48,7 +50,7 @@ export class SqliteStore implements Store {
 
   async putNodeModule(r: NodeModuleRecord): Promise<void> {
     this.db.prepare('INSERT INTO node_modules (node, module, doc) VALUES (?, ?, ?) ON CONFLICT(node, module) DO UPDATE SET doc = excluded.doc')
-      .run(r.node, r.module, JSON.stringify(r));
+      .run(r.node, r.module, encodeRecord(r));
   }
   async listNodeModules(filter: { node?: string; module?: string } = {}): Promise<NodeModuleRecord[]> {
     return parseAll(this.db.prepare('SELECT doc FROM node_modules WHERE (@node IS NULL OR node = @node) AND (@module IS NULL OR module = @module) ORDER BY node, module')
@@ -57,7 +59,7 @@ export class SqliteStore implements Store {
 
   async putAssignment(a: AssignmentRecord): Promise<void> {
     this.db.prepare('INSERT INTO assignments (node, module, doc) VALUES (?, ?, ?) ON CONFLICT(node, module) DO UPDATE SET doc = excluded.doc')
-      .run(a.node, a.module, JSON.stringify(a));
+      .run(a.node, a.module, encodeRecord(a));
   }
   async listAssignments(filter: { node?: string; module?: string } = {}): Promise<AssignmentRecord[]> {
     return parseAll(this.db.prepare('SELECT doc FROM assignments WHERE (@node IS NULL OR node = @node) AND (@module IS NULL OR module = @module) ORDER BY node, module')
@@ -68,7 +70,14 @@ export class SqliteStore implements Store {
   }
 
   async putRevision(r: RevisionRecord): Promise<void> {
-    this.db.prepare('INSERT INTO revisions (module, revision, doc) VALUES (?, ?, ?)').run(r.module, r.revision, JSON.stringify(r, bufferReplacer));
+    try {
+      this.db.prepare('INSERT INTO revisions (module, revision, doc) VALUES (?, ?, ?)').run(r.module, r.revision, encodeRecord(r));
+    } catch (err) {
+      if ((err as { code?: string }).code?.startsWith('SQLITE_CONSTRAINT')) {
+        throw new RevisionExistsError(`${r.module} revision ${r.revision} already exists (revisions are immutable)`, { cause: err });
+      }
+      throw err;
+    }
   }
   async getRevision(module: string, revision: number): Promise<RevisionRecord | undefined> {
     return parseRevision(this.db.prepare('SELECT doc FROM revisions WHERE module = ? AND revision = ?').get(module, revision));
@@ -83,12 +92,12 @@ export class SqliteStore implements Store {
     const r = await this.getRevision(module, revision);
     if (!r) return;
     r.healthyMs = atMs;
-    this.db.prepare('UPDATE revisions SET doc = ? WHERE module = ? AND revision = ?').run(JSON.stringify(r, bufferReplacer), module, revision);
+    this.db.prepare('UPDATE revisions SET doc = ? WHERE module = ? AND revision = ?').run(encodeRecord(r), module, revision);
   }
 
   async putRollout(r: RolloutRecord): Promise<void> {
     this.db.prepare('INSERT INTO rollouts (id, module, state, created_ms, doc) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, doc = excluded.doc')
-      .run(r.id, r.module, r.state, r.createdMs, JSON.stringify(r));
+      .run(r.id, r.module, r.state, r.createdMs, encodeRecord(r));
   }
   async getRollout(id: string): Promise<RolloutRecord | undefined> {
     return parse(this.db.prepare('SELECT doc FROM rollouts WHERE id = ?').get(id));
@@ -99,12 +108,12 @@ export class SqliteStore implements Store {
   }
 
   async appendEvent(e: Omit<EventRecord, 'id'>): Promise<EventRecord> {
-    const info = this.db.prepare('INSERT INTO events (rollout_id, doc) VALUES (?, ?)').run(e.rolloutId, JSON.stringify(e));
+    const info = this.db.prepare('INSERT INTO events (rollout_id, doc) VALUES (?, ?)').run(e.rolloutId, encodeRecord(e));
     return { ...e, id: Number(info.lastInsertRowid) };
   }
   async listEvents(rolloutId: string): Promise<EventRecord[]> {
     return (this.db.prepare('SELECT id, doc FROM events WHERE rollout_id = ? ORDER BY id').all(rolloutId) as { id: number; doc: string }[])
-      .map((row) => ({ ...(JSON.parse(row.doc) as Omit<EventRecord, 'id'>), id: row.id }));
+      .map((row) => ({ ...decodeRecord<Omit<EventRecord, 'id'>>(row.doc), id: row.id }));
   }
 
   async putSecretVersion(r: SecretVersionRecord): Promise<void> {
@@ -149,21 +158,11 @@ export class SqliteStore implements Store {
 }
 
 function parse<T>(row: unknown): T | undefined {
-  return row ? (JSON.parse((row as { doc: string }).doc) as T) : undefined;
+  return row ? decodeRecord<T>((row as { doc: string }).doc) : undefined;
 }
 function parseAll<T>(rows: unknown[]): T[] {
-  return rows.map((row) => JSON.parse((row as { doc: string }).doc) as T);
-}
-
-/** Buffers (file contents) are stored as {$b64} and restored on read. */
-function bufferReplacer(this: unknown, _key: string, value: unknown): unknown {
-  if (value && typeof value === 'object' && (value as { type?: string }).type === 'Buffer' && Array.isArray((value as { data?: unknown }).data)) {
-    return { $b64: Buffer.from((value as { data: number[] }).data).toString('base64') };
-  }
-  return value;
+  return rows.map((row) => decodeRecord<T>((row as { doc: string }).doc));
 }
 function parseRevision(row: unknown): RevisionRecord | undefined {
-  if (!row) return undefined;
-  return JSON.parse((row as { doc: string }).doc, (_k, v: unknown) =>
-    v && typeof v === 'object' && typeof (v as { $b64?: unknown }).$b64 === 'string' ? Buffer.from((v as { $b64: string }).$b64, 'base64') : v) as RevisionRecord;
+  return row ? decodeRevision((row as { doc: string }).doc) : undefined;
 }

@@ -1,12 +1,18 @@
-import type { CheckResult, ModuleState, NodeFacts } from '../../proto/types.js';
+import type { CheckResult, ContainerStatus, ModuleState, NodeFacts } from '../../proto/types.js';
 
 /**
- * The coordinator's durable state. Two backends implement it (SQLite embedded by
- * default; etcd for high availability, see docs/adr). Every method is async so both fit.
- * Guarantees every backend gives:
+ * The coordinator's durable state. Two backends implement it: SqliteStore (embedded, the
+ * default for one coordinator, ADR 0003) and EtcdStore (several coordinator replicas,
+ * ADR 0010). Every method is async so both fit. Guarantees every backend gives (the
+ * conformance suite in test/helpers/store-conformance.ts checks each one):
  *  - a write that resolved is durable (survives kill -9 of the coordinator);
- *  - `appendEvent` ids are strictly increasing per store;
- *  - records come back as they were written (deep copies, never shared objects).
+ *  - `appendEvent` ids are strictly increasing per store, and listEvents returns a
+ *    rollout's events in id order;
+ *  - records come back as they were written (deep copies, never shared objects);
+ *  - `putRevision` of an existing (module, revision) throws RevisionExistsError and
+ *    changes nothing;
+ *  - a store that cannot be reached throws StoreUnavailableError; a guarded write whose
+ *    writer lost its right to write throws FencedWriteError (./errors.ts).
  */
 export interface Store {
   upsertNode(n: NodeRecord): Promise<void>;
@@ -66,6 +72,8 @@ export interface NodeRecord {
   firstSeenMs: number;
   lastSeenMs: number;
   facts: NodeFacts | null;
+  /** The node's managed containers as last reported (written when they change). */
+  containers?: ContainerStatus[];
 }
 
 export interface NodeModuleRecord {

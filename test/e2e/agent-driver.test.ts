@@ -340,7 +340,7 @@ describe('reconcile + health on the real engine', () => {
       { name: 'redis ping', ok: true, observed: 'exit 0: PONG' },
     ]);
     const statuses = await containerStatuses(ctxFor(NODE), [masterState]);
-    expect(statuses).toEqual([{ module: 'redis', name: 'redis', id: masterId, state: 'running', image: pinned.redis2, imageId: expect.stringMatching(/^sha256:/) }]);
+    expect(statuses).toEqual([{ module: 'redis', name: 'redis', id: masterId, state: 'running', image: pinned.redis2, imageId: expect.stringMatching(/^sha256:/), startedAt: await startedAt(masterId) }]);
   });
 
   it('refuses a container name held by a container kb does not manage, and leaves it alone', async () => {

@@ -88,7 +88,7 @@ describe('core rollout on the real engine', () => {
       expect(n.modules).toEqual([expect.objectContaining({ module: 'redis', healthy: true })]);
     }
     const table = await cluster.kbctl(['nodes']);
-    expect(table.stdout.split('\n')[0]).toMatch(/^NAME\s+ROLE\s+IP\s+STATUS\s+AGENT\s+MODULES\s+CPU\s+MEM\s+DISK\s+LAST-SEEN$/);
+    expect(table.stdout.split('\n')[0]).toMatch(/^NAME\s+ROLE\s+IP\s+STATUS\s+AGENT\s+MODULES\s+CPU\s+MEM\s+DISK\s+LAST-SEEN\s+COORDINATOR$/);
   });
 
   it('re-running with nothing changed recreates nothing and returns in under a second', async () => {

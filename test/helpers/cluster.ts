@@ -186,12 +186,13 @@ export class Cluster {
   /**
    * Starts the agent of `node`. In mTLS mode its first start enrolls with a join token
    * (one token with a use per cluster node is shared; a refused enrollment uses none).
+   * `coordinators`: its --coordinator (default: every coordinator's address, comma-separated).
    */
-  async startAgent(node: string, env: NodeJS.ProcessEnv = {}): Promise<Proc> {
+  async startAgent(node: string, env: NodeJS.ProcessEnv = {}, coordinators = this.coordinatorAddresses()): Promise<Proc> {
     const dir = path.join(this.dir, 'nodes', node);
     mkdirSync(dir, { recursive: true });
     const args = [
-      'run', '--node', node, '--coordinator', this.address, '--state-dir', path.join(dir, 'state'),
+      'run', '--node', node, '--coordinator', coordinators, '--state-dir', path.join(dir, 'state'),
       '--host-root', path.join(dir, 'root'), '--shared-engine', '--reconcile-interval-ms', '2000',
     ];
     const extraEnv: NodeJS.ProcessEnv = {};
@@ -231,14 +232,20 @@ export class Cluster {
     }, timeoutMs, 200);
   }
 
+  /** What agents and kbctl get as --coordinator (every replica's address, comma-separated, in subclasses). */
+  coordinatorAddresses(): string {
+    return this.address;
+  }
+
   /**
    * Runs kbctl against this cluster: with the admin credential (KB_CONFIG), or plaintext in
    * development mode. `env` entries override; an entry set to undefined removes the variable.
    */
+
   kbctl(args: string[], env: NodeJS.ProcessEnv = {}): Promise<KbctlResult> {
     const base: NodeJS.ProcessEnv = { ...process.env };
     for (const k of ['KB_CONFIG', 'KB_COORDINATOR', 'KB_PLAINTEXT']) delete base[k];
-    if (this.plaintext) Object.assign(base, { KB_COORDINATOR: this.address, KB_PLAINTEXT: '1' });
+    if (this.plaintext) Object.assign(base, { KB_COORDINATOR: this.coordinatorAddresses(), KB_PLAINTEXT: '1' });
     else base.KB_CONFIG = this.configFile;
     const merged = { ...base, ...env };
     for (const [k, v] of Object.entries(env)) if (v === undefined) delete merged[k];
@@ -257,6 +264,13 @@ export class Cluster {
   /** The directory a node's agent maps every host path under (its --host-root). */
   nodeRoot(node: string): string {
     return path.join(this.dir, 'nodes', node, 'root');
+  }
+
+  /** Pulls `ref` into the test bed engine unless it is there already. */
+  async ensureImage(ref: string): Promise<void> {
+    if (await this.docker.getImage(ref).inspect().then(() => true, () => false)) return;
+    const stream = await this.docker.pull(ref);
+    await new Promise<void>((resolve, reject) => this.docker.modem.followProgress(stream, (err) => (err ? reject(err) : resolve())));
   }
 
   /** kb-managed containers of one node (label kb.node), with their inspect data. */
@@ -294,8 +308,13 @@ export class Cluster {
 
   /** Prints the last lines of every process log (call on failure). */
   dumpLogs(lines = 40): string {
-    const procs = [this.coordinator, ...this.agents.values()].filter(Boolean) as Proc[];
+    const procs = [this.coordinator, ...this.extraProcs(), ...this.agents.values()].filter(Boolean) as Proc[];
     return procs.map((p) => `--- ${p.name} ---\n${p.log().split('\n').slice(-lines).join('\n')}`).join('\n');
+  }
+
+  /** Other processes whose logs dumpLogs shows (coordinator replicas in subclasses). */
+  protected extraProcs(): Proc[] {
+    return [];
   }
 
   async stop(): Promise<void> {

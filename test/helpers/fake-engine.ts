@@ -96,7 +96,7 @@ export class FakeEngine implements ContainerDriver {
   }
   async inspect(id: string): Promise<ManagedContainer | undefined> {
     const c = this.containers.get(id);
-    return c && c.labels[LABELS.managed] === 'true' ? toManaged(c) : undefined;
+    return c && c.labels[LABELS.managed] === 'true' ? { ...toManaged(c), startedAt: `t${c.startedAt}` } : undefined;
   }
   async logs(): Promise<string> { return ''; }
   async exec(): Promise<ExecResult> { return { exitCode: 0, output: '' }; }

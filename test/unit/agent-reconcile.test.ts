@@ -250,8 +250,8 @@ describe('containerStatuses / isConverged', () => {
     await reconcileModule(ctx, redisState({}, [state.containers[1]!]));
     const st = await containerStatuses(ctx, [state]);
     expect(st).toEqual([
-      { module: 'redis', name: 'redis', id: engine.byName('redis')!.id, state: 'running', image: IMG1, imageId: `id-${D1}` },
-      { module: 'redis', name: 'redis-sentinel', id: '', state: 'missing', image: '', imageId: '' },
+      { module: 'redis', name: 'redis', id: engine.byName('redis')!.id, state: 'running', image: IMG1, imageId: `id-${D1}`, startedAt: `t${engine.byName('redis')!.startedAt}` },
+      { module: 'redis', name: 'redis-sentinel', id: '', state: 'missing', image: '', imageId: '', startedAt: '' },
     ]);
     expect(await isConverged(ctx, state)).toBe(false);
     await reconcileModule(ctx, state);

@@ -5,7 +5,10 @@ describe('kb.v1 contract', () => {
   it('loads both services with their methods', () => {
     const v1 = kbV1();
     expect(Object.keys(v1.AgentService.service)).toEqual(['Session', 'Renew']);
-    expect(Object.keys(v1.ControlService.service).sort()).toEqual(['CreateToken', 'Drill', 'Health', 'ImportSecrets', 'ListNodes', 'ListSecrets', 'ListTokens', 'Plan', 'RemoveToken', 'Rollout', 'RolloutStatus', 'RotateSecret']);
+    expect(Object.keys(v1.ControlService.service).sort()).toEqual([
+      'CoordinatorDrill', 'CoordinatorStatus', 'CreateToken', 'Drill', 'Health', 'ImportSecrets', 'ListNodes', 'ListSecrets', 'ListTokens', 'Plan',
+      'RemoveToken', 'Rollout', 'RolloutStatus', 'RotateSecret',
+    ]);
   });
 
   it('round-trips a desired module state through the real codec', () => {
