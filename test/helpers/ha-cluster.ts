@@ -1,4 +1,6 @@
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { SECRET_KEY_FILE, ensureSecretKey } from '../../coordinator/secrets/keyfile.js';
 import { ControlClient } from '../../coordinator/kbctl/client.js';
 import type { CoordinatorStatusResponse } from '../../proto/types.js';
 import { Cluster, SUBNET, dist, type ClusterOptions } from './cluster.js';
@@ -83,10 +85,18 @@ export class HaCluster extends Cluster {
   async startReplica(i: number): Promise<Proc> {
     const r = this.replicas[i]!;
     if (r.proc?.running) throw new Error(`replica ${r.name} is already running (pid ${r.proc.child.pid})`);
+    // Replicas share one secret store in etcd, so one secrets.key: made once, copied to each
+    // replica's data dir as an operator would (README "High availability").
+    const shared = path.join(this.dir, 'shared-secrets');
+    mkdirSync(shared, { recursive: true });
+    ensureSecretKey(shared);
+    const dataDir = path.join(this.dir, r.name);
+    mkdirSync(dataDir, { recursive: true });
+    if (!existsSync(path.join(dataDir, SECRET_KEY_FILE))) copyFileSync(path.join(shared, SECRET_KEY_FILE), path.join(dataDir, SECRET_KEY_FILE));
     const p = new Proc(r.name, process.execPath, [
       dist('kb-coordinator.cjs'), 'run',
       '--inventory', this.inventoryFile, '--versions', this.versionsFile, '--settings', this.settingsFile,
-      '--data-dir', path.join(this.dir, r.name), '--listen', r.address, '--plaintext',
+      '--data-dir', dataDir, '--listen', r.address, '--plaintext',
       '--store', `etcd://${r.endpoints}`, '--name', r.name, '--lease-ttl', this.leaseTtl,
       '--heartbeat-ms', '500', '--health-interval-ms', '500',
     ], path.join(this.dir, `${r.name}.log`));
