@@ -49,7 +49,7 @@ describe('credentials on the real engine', () => {
     expect(r.code).toBe(0);
     for (const n of REDIS_NODES) await expectRedisEnv(n.name, 1);
     // minio-01 runs an agent (Ready) but no module that needs redis.env: it has no credentials at all.
-    expect(filesUnder(cluster.nodeRoot(MINIO.name))).toEqual([]);
+    expect(filesUnder(cluster.hostRoot(MINIO.name))).toEqual([]);
     // The store's key: made by `kb-coordinator init`, 32 bytes, 0600.
     const key = statSync(path.join(cluster.dataDir, 'secrets.key'));
     expect([(key.mode & 0o777).toString(8), key.size]).toEqual(['600', 32]);
