@@ -254,11 +254,6 @@ export class Cluster {
     return Object.fromEntries((JSON.parse(r.stdout) as { name: string; certSerial: string }[]).map((n) => [n.name, n.certSerial]));
   }
 
-  /** The directory a node's agent maps every host path under (its --host-root). */
-  nodeRoot(node: string): string {
-    return path.join(this.dir, 'nodes', node, 'root');
-  }
-
   /** kb-managed containers of one node (label kb.node), with their inspect data. */
   async containers(node: string): Promise<Docker.ContainerInspectInfo[]> {
     const list = await this.docker.listContainers({ all: true, filters: { label: ['kb.managed=true', `kb.node=${node}`] } });
