@@ -3,7 +3,7 @@ import { lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, syml
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseEnvFile } from '../../shared/credentials/index.js';
-import { Cluster, REDIS_NODES } from '../helpers/cluster.js';
+import { Cluster, FAST_REDIS_SETTINGS, REDIS_NODES } from '../helpers/cluster.js';
 import { credentialsDirOf, redisPasswordOn, sourceWithShell, storeValues } from '../helpers/credentials.js';
 import { waitFor } from '../helpers/proc.js';
 
@@ -18,7 +18,8 @@ let credDir: string;
 let mounted = false;
 
 beforeAll(async () => {
-  cluster = new Cluster({ nodes: [REDIS_NODES[0]!] });
+  // One Redis node: its Sentinel alone is the quorum.
+  cluster = new Cluster({ nodes: [REDIS_NODES[0]!], settings: `${FAST_REDIS_SETTINGS}  sentinel_quorum: 1\n` });
   credDir = credentialsDirOf(cluster, NODE);
   mkdirSync(credDir, { recursive: true, mode: 0o700 });
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0700', 'tmpfs', credDir]);
@@ -44,7 +45,8 @@ async function rotation(): Promise<{ state: string; phase: string; error: string
 
 describe('credentials writer faults on the real engine', () => {
   it('disk full: the apply fails with a clear error naming the file, the old files are intact, no temporary file is left', async () => {
-    const before = { env: readFileSync(file('redis.env')), conf: readFileSync(file('redis-server.conf')) };
+    const names = ['redis.env', 'redis-server.conf', 'redis-sentinel.conf'];
+    const before = names.map((n) => readFileSync(file(n)));
     // Fill the tmpfs.
     const filler = file('filler');
     try {
@@ -52,18 +54,20 @@ describe('credentials writer faults on the real engine', () => {
     } catch (err) {
       expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
     }
-    const r = await cluster.kbctl(['secrets', 'rotate', 'redis', ...GATE]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain('rotation of redis FAILED in phase accept');
-    expect(r.stderr).toMatch(/step credentials, file redis-server\.conf: write .*redis-server\.conf: disk full \(ENOSPC\) in .*credentials; the previous file is intact/);
-    expect(readFileSync(file('redis.env')).equals(before.env)).toBe(true);
-    expect(readFileSync(file('redis-server.conf')).equals(before.conf)).toBe(true);
-    expect(temps()).toEqual([]);
-    // Redis still runs with its password (nothing after the failed step was touched).
-    const c = (await cluster.container(NODE, 'redis'))!;
-    expect(c.State.Running).toBe(true);
-    expect(await rotation()).toMatchObject({ state: 'failed', phase: 'accept' });
-    unlinkSync(filler);
+    try {
+      const r = await cluster.kbctl(['secrets', 'rotate', 'redis', ...GATE]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('rotation of redis FAILED in phase accept');
+      expect(r.stderr).toMatch(/step credentials, file (redis-sentinel|redis-server)\.conf: write .*\.conf: disk full \(ENOSPC\) in .*credentials; the previous file is intact/);
+      names.forEach((n, i) => expect(readFileSync(file(n)).equals(before[i]!), n).toBe(true));
+      expect(temps()).toEqual([]);
+      // Redis still runs with its password (nothing after the failed step was touched).
+      const c = (await cluster.container(NODE, 'redis'))!;
+      expect(c.State.Running).toBe(true);
+      expect(await rotation()).toMatchObject({ state: 'failed', phase: 'accept' });
+    } finally {
+      unlinkSync(filler);
+    }
   });
 
   it('kill -9 between the temporary file and the rename leaves the complete old file; after a restart the complete new one', async () => {

@@ -49,7 +49,7 @@ describe('credentials on the real engine', () => {
     expect(r.code).toBe(0);
     for (const n of REDIS_NODES) await expectRedisEnv(n.name, 1);
     // minio-01 runs an agent (Ready) but no module that needs redis.env: it has no credentials at all.
-    expect(filesUnder(cluster.nodeRoot(MINIO.name))).toEqual([]);
+    expect(filesUnder(cluster.hostRoot(MINIO.name))).toEqual([]);
     // The store's key: made by `kb-coordinator init`, 32 bytes, 0600.
     const key = statSync(path.join(cluster.dataDir, 'secrets.key'));
     expect([(key.mode & 0o777).toString(8), key.size]).toEqual(['600', 32]);
@@ -160,8 +160,15 @@ describe('credentials on the real engine', () => {
     const kbctl = cluster.kbctlOutput.map((t, i) => ({ name: `kbctl output #${i}`, data: Buffer.from(t) }));
     const store = readSources(filesUnder(path.join(cluster.dir, 'coordinator')));
     expect(store.map((s) => path.basename(s.name))).toContain('kb.db');
-    // Agents' own files (desired state, credentials record): everything but the credentials directory.
-    const agentState = readSources(REDIS_NODES.flatMap((n) => filesUnder(path.join(cluster.dir, 'nodes', n.name), (p) => p.startsWith(credentialsDirOf(cluster, n.name)))));
+    // Everything on the nodes (agent state, TLS, Redis data, ...) but the credentials directory
+    // and one documented exception: Sentinel rewrites its own sentinel.conf with its auth-pass
+    // and sentinel-pass (docs/security.md); kb keeps that file 0600 root.
+    const sentinelConf = (n: string) => path.join(cluster.hostRoot(n), 'opt/keybuzz/redis/sentinel/sentinel.conf');
+    for (const n of REDIS_NODES) {
+      const st = statSync(sentinelConf(n.name));
+      expect([(st.mode & 0o777).toString(8), st.uid], `${n.name} sentinel.conf`).toEqual(['600', 0]);
+    }
+    const agentState = readSources(REDIS_NODES.flatMap((n) => filesUnder(path.join(cluster.dir, 'nodes', n.name), (p) => p.startsWith(credentialsDirOf(cluster, n.name)) || p === sentinelConf(n.name))));
     expect(agentState.map((s) => path.basename(s.name))).toContain('desired.json');
     expect(findIn(needles, [...logs, ...kbctl, ...store, ...agentState])).toEqual([]);
     // The search does find values where they belong (the credentials files themselves).

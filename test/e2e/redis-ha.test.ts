@@ -113,6 +113,9 @@ describe('Redis HA: Sentinel, HAProxy and the master follower', () => {
         await r.call('SENTINEL', 'REMOVE', MASTER_NAME);
         await r.call('SENTINEL', 'MONITOR', MASTER_NAME, mip!, mport!, '2');
         await r.call('SENTINEL', 'SET', MASTER_NAME, 'down-after-milliseconds', '5000', 'failover-timeout', '60000', 'parallel-syncs', '1');
+        // ...including its password for Redis (redis.env), which SENTINEL REMOVE dropped.
+        const pw = currentAuth().redis?.password;
+        if (pw) await r.call('SENTINEL', 'SET', MASTER_NAME, 'auth-pass', pw);
       });
     }
     await expectHealthy('the liar agrees again');

@@ -12,7 +12,7 @@ import type { SecretVersionRecord } from '../../coordinator/store/types.js';
 import type { Cluster } from './cluster.js';
 
 export function credentialsDirOf(cluster: Cluster, node: string): string {
-  return path.join(cluster.nodeRoot(node), CREDENTIALS_DIR);
+  return path.join(cluster.hostRoot(node), CREDENTIALS_DIR);
 }
 
 /** Runs a real bash: `source FILE`, then prints each variable NUL-terminated. */

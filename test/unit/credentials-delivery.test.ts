@@ -62,3 +62,41 @@ describe('plans refer to secrets by name and version', () => {
     expect(d.states['redis-01']!.secrets ?? []).toEqual([]);
   });
 });
+
+describe('Redis HA wiring of redis.env', () => {
+  const ha = parseInventory([
+    HEADER, row('redis-01', '10.0.0.1', 'redis', 'master'), row('redis-02', '10.0.0.2', 'redis', 'replica'), row('redis-03', '10.0.0.3', 'redis', 'replica'),
+    row('haproxy-01', '10.0.0.11', 'lb', 'internal-haproxy'), row('minio-01', '10.0.0.134', 'storage', 'minio'),
+  ].join('\n') + '\n', 'servers.tsv');
+  const v = parseVersions('redis_image: "127.0.0.1:5000/kb/redis:7.0-kb1"\nhaproxy_image: "127.0.0.1:5000/kb/haproxy:2.6-kb1"\n', 'versions.yaml');
+  const rotating = { redis: { active: 1, accepted: [1, 2] } };
+
+  it('redis: password files mounted read-only, no value or password flag in args or env, checks read redis.env', async () => {
+    const d = await computeDesired(redis, { inventory: ha, versions: v, settings: {} }, resolver, rotating);
+    const st = d.states['redis-02']!;
+    const [server, sentinel] = st.containers;
+    expect(server!.args.slice(0, 4)).toEqual(['-c', expect.any(String), 'redis-server', '/run/secrets/redis-server.conf']);
+    expect(server!.args.join(' ')).not.toMatch(/requirepass|masterauth/);
+    expect(server!.volumes).toContainEqual({ hostPath: '/opt/keybuzz-installer/credentials/redis-server.conf', containerPath: '/run/secrets/redis-server.conf', readOnly: true });
+    expect(server!.env.KB_REDIS_AUTH).toBe('accepts redis@1,redis@2; uses redis@1');
+    expect(sentinel!.volumes).toContainEqual({ hostPath: '/opt/keybuzz-installer/credentials/redis-sentinel.conf', containerPath: '/run/secrets/redis-sentinel.conf', readOnly: true });
+    expect(st.files).toEqual([]); // the Sentinel template holds passwords: only as a rendered credentials file
+    const files = Object.fromEntries((st.secretFiles ?? []).map((f) => [f.file, f]));
+    expect(files['redis-server.conf']!.template).toContain('user default on #{{sha256 redis@1 REDIS_PASSWORD}} #{{sha256 redis@2 REDIS_PASSWORD}} ~* &* +@all');
+    expect(files['redis-server.conf']!.template).toContain('masterauth {{redis redis@1 REDIS_PASSWORD}}');
+    expect(files['redis-sentinel.conf']!.template).toMatch(/sentinel monitor kb-redis-master 10\.0\.0\.1 6379 2\n[\s\S]*sentinel auth-pass kb-redis-master \{\{redis redis@1 REDIS_PASSWORD\}\}/);
+    expect(files['redis-sentinel.conf']!.template).toContain('sentinel sentinel-pass {{redis redis@1 REDIS_SENTINEL_PASSWORD}}');
+    expect([files['redis-server.conf']!.mode, files['redis-server.conf']!.uid]).toEqual([0o600, 0]);
+    expect(st.secrets).toEqual([{ name: 'redis', version: 1, file: 'redis.env' }, { name: 'redis', version: 2, file: '' }]);
+    for (const c of st.healthChecks.filter((h) => h.kind.startsWith('redis-'))) expect(c.credentialsFile, c.name).toBe('redis.env');
+  });
+
+  it('haproxy: redis.env delivered, the follower and the SET/GET check use it; minio gets nothing', async () => {
+    const d = await computeDesired(getModule('haproxy'), { inventory: ha, versions: v, settings: {} }, resolver, rotating);
+    const st = d.states['haproxy-01']!;
+    expect(st.secrets).toEqual([{ name: 'redis', version: 1, file: 'redis.env' }]);
+    expect(st.redisFollower?.credentialsFile).toBe('redis.env');
+    expect(st.healthChecks.find((h) => h.kind === 'redis-setget')?.credentialsFile).toBe('redis.env');
+    expect(Object.keys(d.states)).toEqual(['haproxy-01']);
+  });
+});
