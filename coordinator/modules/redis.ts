@@ -21,7 +21,7 @@ export interface RedisSettings {
   master_name: string;
   /** Sentinel port on every node. Default 26379. */
   sentinel_port: number;
-  /** Sentinels that must agree the master is down. Default 2. */
+  /** Sentinels that must agree the master is down. Default: a majority of the Redis nodes (2 of 3). */
   sentinel_quorum: number;
   /** `sentinel down-after-milliseconds`. Default 5000. */
   down_after_ms: number;
@@ -225,6 +225,8 @@ export const redisModule: ModuleDefinition<RedisSettings> = {
     }
     if (!/^[A-Za-z0-9._-]{1,64}$/.test(s.master_name)) bad('master_name', 'must be 1-64 characters among A-Z a-z 0-9 . _ -');
     const nodes = serversByRole(inv, 'redis').length;
+    // Unset: a majority of the Redis nodes (2 of 3, the design's value; 1 for a single test node).
+    if (!('sentinel_quorum' in raw.values) && nodes > 0) s.sentinel_quorum = Math.floor(nodes / 2) + 1;
     if (s.sentinel_quorum < 1 || (nodes > 0 && s.sentinel_quorum > nodes)) bad('sentinel_quorum', `must be between 1 and the number of redis nodes (${nodes})`);
     if (s.down_after_ms < 100) bad('down_after_ms', 'must be at least 100');
     if (s.failover_timeout_ms < 1000) bad('failover_timeout_ms', 'must be at least 1000');
