@@ -2,7 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { certInfo } from '../../shared/tls/index.js';
-import { Cluster, FAST_REDIS_SETTINGS, REDIS_NODES } from '../helpers/cluster.js';
+import { Cluster, REDIS_NODES } from '../helpers/cluster.js';
 import { sleep, waitFor } from '../helpers/proc.js';
 
 // Node certificates renew on their own before they expire, over the mTLS channel, without
@@ -12,8 +12,7 @@ const TTL_MS = 12_000;
 let cluster: Cluster;
 
 beforeAll(async () => {
-  // One Redis node: its Sentinel alone is the quorum (the redis module refuses a quorum above the node count).
-  cluster = new Cluster({ nodes: [REDIS_NODES[0]!], settings: `${FAST_REDIS_SETTINGS}  sentinel_quorum: 1\n`, coordinatorArgs: ['--node-cert-ttl', `${TTL_MS / 1000}s`] });
+  cluster = new Cluster({ nodes: [REDIS_NODES[0]!], coordinatorArgs: ['--node-cert-ttl', `${TTL_MS / 1000}s`] });
   await cluster.start();
 });
 
