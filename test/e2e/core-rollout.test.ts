@@ -81,7 +81,11 @@ describe('core rollout on the real engine', () => {
       expect(c!.HostConfig.NetworkMode).toBe('host');
     }
     await expectReplication('first');
-    const nodes = JSON.parse((await cluster.kbctl(['-o', 'json', 'nodes'])).stdout) as { name: string; status: string; modules: { module: string; healthy: boolean }[] }[];
+    // Sentinels discover each other every few seconds: the last ones may still be learning when the rollout ends.
+    const nodes = await waitFor('every node healthy', async () => {
+      const list = JSON.parse((await cluster.kbctl(['-o', 'json', 'nodes'])).stdout) as { name: string; status: string; modules: { module: string; healthy: boolean }[] }[];
+      return list.every((n) => n.modules.every((m) => m.healthy)) && list;
+    }, 20_000, 250);
     expect(nodes.map((n) => n.name).sort()).toEqual(['redis-01', 'redis-02', 'redis-03']);
     for (const n of nodes) {
       expect(n.status).toBe('Ready');
