@@ -10,7 +10,10 @@ import { repoRoot } from '../helpers/cluster.js';
 // benchmark runs to the end and reports every mechanism.
 
 describe('bench smoke', () => {
-  it('bench/redis-failover runs one failover through the three mechanisms and reports them', async () => {
+  // One retry: on a loaded 2-core machine a Sentinel election can need a second round
+  // (seen in full-suite runs at load average ~12; it passes alone). The retry re-runs the
+  // whole benchmark from scratch, so a broken benchmark still fails.
+  it('bench/redis-failover runs one failover through the three mechanisms and reports them', { retry: 1 }, async () => {
     const json = path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-bench-')), 'result.json');
     const r = await new Promise<{ code: number; out: string }>((resolve) => {
       execFile(process.execPath, [path.join(repoRoot, 'bench/run.mjs'), '--no-build', 'redis-failover', '--runs', '1', '--poll-period', '2000', '--no-docs', '--json', json],
