@@ -1,5 +1,5 @@
 /**
- * The Redis master follower (docs/adr/0006-redis-master-follower.md).
+ * The Redis master follower (docs/adr/0013-redis-master-follower.md).
  *
  * Keeps one HAProxy server (be_redis_master/redis-master) pointed at the Redis master that
  * a MAJORITY of the configured Sentinels names, and at nothing else:

@@ -1,7 +1,7 @@
 /**
  * `kbctl drill redis-failover`: makes the Redis master fail on purpose, through the agent
  * on its node, while a client writes through HAProxy with acknowledgements, and measures
- * what happened (docs/adr/0007-drills.md):
+ * what happened (docs/adr/0014-drills.md):
  *
  *  1. refuses unless every redis and haproxy node is connected, converged and healthy and
  *     no rollout of either runs; finds the master a Sentinel majority names;

@@ -64,7 +64,7 @@ export const SENTINEL_TEMPLATE = 'kb-template.conf';
  * sentinel.conf only when sentinel.conf is missing or the template differs from the one
  * last copied (keeping Sentinel's `myid`, so the others do not see a new Sentinel). A
  * restart with an unchanged template keeps everything Sentinel learned, including a
- * failover. See docs/adr/0006-redis-master-follower.md.
+ * failover. See docs/adr/0013-redis-master-follower.md.
  *
  * With credentials, the template is the rendered credentials file KB_SENTINEL_TEMPLATE
  * (mounted read-only) and holds the Sentinel passwords; Sentinel persists them in its
@@ -98,7 +98,7 @@ export const SENTINEL_START_SCRIPT = [
  * empty on the SUBROLE=master node, else its address). So a node restarted after a
  * failover rejoins as a replica at once, instead of coming back as a master with stale
  * data (demoted by Sentinel ~8 s later) or as a replica of a former master (fixed by
- * Sentinel only after failover-timeout). See docs/adr/0006-redis-master-follower.md.
+ * Sentinel only after failover-timeout). See docs/adr/0013-redis-master-follower.md.
  *
  * With credentials, KB_REDIS_ENV names the mounted redis.env: the Sentinel password is read
  * from it in a subshell and given to redis-cli as REDISCLI_AUTH (not on its command line),
@@ -162,7 +162,7 @@ export function sentinelTemplate(node: Server, master: Server, s: RedisSettings)
   return [
     `# Rendered by kb (module redis) for ${node.hostname}. kb rewrites this template; the`,
     '# redis-sentinel container copies it over sentinel.conf only when it changes, because',
-    '# Sentinel rewrites sentinel.conf itself (see docs/adr/0006-redis-master-follower.md).',
+    '# Sentinel rewrites sentinel.conf itself (see docs/adr/0013-redis-master-follower.md).',
     `port ${s.sentinel_port}`,
     `bind ${node.privateIp}`,
     `sentinel announce-ip ${node.privateIp}`,
