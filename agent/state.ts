@@ -1,4 +1,5 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../shared/tls/files.js';
 import path from 'node:path';
 import type { ModuleState } from '../proto/types.js';
 
@@ -49,22 +50,5 @@ export class DesiredStore {
   }
 }
 
-/** Writes `content` to `file` atomically (temp + fsync + rename + fsync dir). */
-export function atomicWrite(file: string, content: string | Buffer, mode: number): void {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w', mode);
-  try {
-    writeSync(fd, typeof content === 'string' ? Buffer.from(content) : content);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, file);
-  const dfd = openSync(dir, 'r');
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
-}
+/** Writes `content` to `file` atomically and durably (see shared/tls/files.ts). */
+export const atomicWrite = (file: string, content: string | Buffer, mode: number): void => writeFileAtomic(file, content, mode);

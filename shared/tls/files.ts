@@ -5,7 +5,11 @@
 import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import path from 'node:path';
 
-/** Writes `content` atomically with `mode` (default 0600), creating the directory 0700. */
+/**
+ * Writes `content` atomically and durably with `mode` (default 0600), creating the directory
+ * 0700 if missing: temp file in the same directory, fsync, rename over the target, fsync the
+ * directory. A crash at any point leaves the complete old file or the complete new one.
+ */
 export function writeFileAtomic(file: string, content: string | Buffer, mode = 0o600): void {
   const dir = path.dirname(file);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -19,6 +23,12 @@ export function writeFileAtomic(file: string, content: string | Buffer, mode = 0
   }
   chmodSync(tmp, mode);
   renameSync(tmp, file);
+  const dfd = openSync(dir, 'r');
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
+  }
 }
 
 /** Reads a file as text, or undefined when it does not exist. */
