@@ -1,8 +1,7 @@
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, REDIS_NODES } from '../helpers/cluster.js';
 import { sleep, waitFor } from '../helpers/proc.js';
+import { agentAppliedRevisions, appliedCounts } from '../helpers/rollout-checks.js';
 import { registryDigest } from '../helpers/registry.js';
 
 // Crashes and outages on the real engine: kill -9 of the coordinator and of an agent in
@@ -33,23 +32,6 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
-/** ApplyResults with changes, per (node, revision), from the whole event log of a rollout. */
-function appliedCounts(events: { node: string; kind: string; message: string; revision: number }[]): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const e of events) {
-    if (e.kind !== 'node-applied' || !e.message.startsWith('applied:')) continue;
-    const k = `${e.node}@${e.revision}`;
-    counts.set(k, (counts.get(k) ?? 0) + 1);
-  }
-  return counts;
-}
-
-/** Agent logs say "applied" once per revision they actually applied. */
-function agentAppliedRevisions(node: string): number[] {
-  const log = readFileSync(path.join(cluster.dir, `agent-${node}.log`), 'utf8');
-  return log.split('\n').filter((l) => l.includes('"msg":"applied"')).map((l) => (JSON.parse(l) as { revision: number }).revision);
-}
-
 describe('resilience on the real engine', () => {
   it('kill -9 of the coordinator mid-rollout: a restart resumes and completes it, no node applies a revision twice', async () => {
     cluster.useVersions('bump');
@@ -72,7 +54,7 @@ describe('resilience on the real engine', () => {
     expect(final.events.some((e) => e.kind === 'rollout-resume')).toBe(true);
     for (const [k, n] of appliedCounts(final.events)) expect(n, k).toBe(1);
     for (const n of REDIS_NODES) {
-      const revs = agentAppliedRevisions(n.name);
+      const revs = agentAppliedRevisions(cluster.dir, n.name);
       expect(new Set(revs).size, `${n.name} applied revisions ${revs.join(',')}`).toBe(revs.length);
     }
     const digest2 = await registryDigest(cluster.tb.images.redis2);
