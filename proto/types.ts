@@ -241,5 +241,5 @@ export interface CoordinatorStatusResponse {
   leaderSinceMs: number; steppedDownMs: number; lastLeaderWriteRevision: number; refusedWrites: number;
   leaseTtlMs: number; pid: number; replicas: ReplicaInfo[]; version: string; sessions: number;
 }
-export interface CoordinatorDrillRequest { action: 'kill' | string; expectReplica: string }
+export interface CoordinatorDrillRequest { action: 'kill' | 'isolate' | string; expectReplica: string; isolateMs?: number }
 export interface CoordinatorDrillResponse { id: string; name: string; address: string; pid: number; killAtMs: number; term: number }

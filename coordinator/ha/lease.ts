@@ -139,7 +139,11 @@ export class LeaseKeeper extends EventEmitter<LeaseEvents> {
       this.markLost(`no keep-alive acknowledged for ${Math.round(this.ttlMs * 0.7)} ms (lease TTL ${this.ttlMs} ms): etcd unreachable`);
       return;
     }
-    if (now >= this.nextRenewAt) {
+    if (now >= this.nextRenewAt && this.conn.cutOff()) {
+      // Cut off (drill): nothing reaches etcd, so nothing is acknowledged either.
+      this.nextRenewAt = now + this.renewEveryMs;
+      this.closeStream();
+    } else if (now >= this.nextRenewAt) {
       this.nextRenewAt = now + this.renewEveryMs;
       if (this.stream && this.clock.oldestPendingMs(now) > 2 * this.renewEveryMs) {
         this.log.debug({ lease: this.hexId }, 'keep-alive stream stalled; opening another');

@@ -80,6 +80,10 @@ export class HaRuntime implements CoordinatorRuntime {
   private rejoinTimer: NodeJS.Timeout | undefined;
   private wakeCampaign: (() => void) | undefined;
   private readonly startedMs = Date.now();
+  /** `kbctl drill coordinator-failover --isolate`: until then, etcd is unreachable to this replica. */
+  private cutOffUntilMs = 0;
+  private cutOffReason = '';
+  private readonly cutOff = (): string | undefined => (Date.now() < this.cutOffUntilMs ? this.cutOffReason : undefined);
 
   constructor(private readonly cfg: HaConfig, private readonly deps: RuntimeDeps) {
     this.directory = new ClusterView(deps.sessions, () => this.member?.self.id ?? '');
@@ -160,11 +164,22 @@ export class HaRuntime implements CoordinatorRuntime {
   /**
    * `kill`: the leader kills its own process with SIGKILL 200 ms after answering (the
    * answer says when). Nothing runs in between: no lease revoke, no stream close; to the
-   * rest of the cluster it is a crash. Refused unless this replica leads (and is the one
-   * the caller expects) and another replica is alive to take over.
+   * rest of the cluster it is a crash.
+   * `isolate`: from 200 ms after answering and for `isolateMs`, the leader can no longer
+   * reach etcd, as in a network partition between it and etcd: no keep-alive is sent, every
+   * etcd call fails, watch events are dropped. It keeps its agent sessions until its own
+   * lease guard gives up (0.7 x TTL), then steps down, drops them and retries joining,
+   * which succeeds once the isolation ends. Its gRPC port stays open throughout.
+   * Both are refused unless this replica leads (and is the one the caller expects) and
+   * another replica is alive to take over.
    */
   async drill(req: CoordinatorDrillRequest): Promise<CoordinatorDrillResponse> {
-    if (req.action !== 'kill') throw new RolloutError(`unknown drill action "${req.action}" (known: kill)`);
+    if (req.action !== 'kill' && req.action !== 'isolate') throw new RolloutError(`unknown drill action "${req.action}" (known: kill, isolate)`);
+    const isolateMs = Number(req.isolateMs ?? 0);
+    if (req.action === 'isolate') {
+      const ttl = this.member?.lease.ttlMs ?? this.cfg.leaseTtlMs;
+      if (!(isolateMs > ttl && isolateMs <= 600_000)) throw new RolloutError(`isolate for ${isolateMs} ms: must be longer than the lease TTL (${ttl} ms), so that another replica takes over, and at most 10 min`);
+    }
     const m = this.member;
     // Only the leader: engine() throws the follower's or the isolated replica's error.
     if (this.role !== 'leader' || !this.term || !m) this.engine();
@@ -175,8 +190,17 @@ export class HaRuntime implements CoordinatorRuntime {
     const others = kvs.map((kv) => decodeRecord<ReplicaRecord>(kv.value.toString('utf8'))).filter((r) => r.id !== m!.self.id);
     if (!others.length) throw new RolloutError(`no other coordinator replica is alive: killing the leader ${this.name} would leave no coordinator`);
     const killAtMs = Date.now() + 200;
-    this.log.warn({ term: this.term!.revision, killAtMs }, 'drill coordinator-failover: this leader kills itself with SIGKILL in 200 ms');
-    setTimeout(() => process.kill(process.pid, 'SIGKILL'), killAtMs - Date.now());
+    if (req.action === 'isolate') {
+      this.cutOffReason = `isolated from etcd by kbctl drill coordinator-failover --isolate until ${new Date(killAtMs + isolateMs).toISOString()}`;
+      this.log.warn({ term: this.term!.revision, atMs: killAtMs, isolateMs }, 'drill coordinator-failover: this leader cuts itself off from etcd in 200 ms');
+      setTimeout(() => {
+        this.cutOffUntilMs = killAtMs + isolateMs;
+      }, killAtMs - Date.now());
+      setTimeout(() => this.log.warn({}, 'drill coordinator-failover: isolation over, etcd reachable again'), killAtMs + isolateMs - Date.now());
+    } else {
+      this.log.warn({ term: this.term!.revision, killAtMs }, 'drill coordinator-failover: this leader kills itself with SIGKILL in 200 ms');
+      setTimeout(() => process.kill(process.pid, 'SIGKILL'), killAtMs - Date.now());
+    }
     return { id: m!.self.id, name: this.name, address: this.deps.identity.address, pid: process.pid, killAtMs, term: Number(this.term!.revision) };
   }
 
@@ -206,7 +230,7 @@ export class HaRuntime implements CoordinatorRuntime {
   /** Grants a lease, registers, loads the shared state, watches it, then campaigns. On failure: isolated, retried later. */
   private async join(): Promise<void> {
     const gen = ++this.gen;
-    const conn = new EtcdConnection(this.cfg.target);
+    const conn = new EtcdConnection(this.cfg.target, { cutOff: this.cutOff });
     let lease: LeaseKeeper | undefined;
     let m: Membership | undefined;
     try {
@@ -425,7 +449,7 @@ export class HaRuntime implements CoordinatorRuntime {
 
   private onWatch(type: 'put' | 'delete', gen: number, kv: IKeyValue, prev: IKeyValue | undefined): void {
     const m = this.member;
-    if (gen !== this.gen || !m) return;
+    if (gen !== this.gen || !m || this.cutOff()) return;
     const parts = kv.key.toString('utf8').slice(this.cfg.target.prefix.length).split('/').map(decodeURIComponent);
     const value = <T>() => decodeRecord<T>(kv.value.toString('utf8'));
     try {

@@ -2,9 +2,19 @@ import type { CoordinatorStatusResponse, NodeInfo, RolloutEvent } from '../../pr
 import { KbError } from '../../shared/errors/index.js';
 import type { ControlClient } from './client.js';
 
-/** What `kbctl drill coordinator-failover` measured. Times are milliseconds after the kill. */
+/** What `kbctl drill coordinator-failover` measured. Times are milliseconds after the kill (or the cut). */
 export interface FailoverReport {
+  /** kill: SIGKILL of the leader; isolate: the leader cut off from etcd for `isolateMs`. */
+  mode: 'kill' | 'isolate';
+  /** The leader the drill failed (killed, or isolated: killAtMs is when it was cut off). */
   killed: { id: string; name: string; address: string; pid: number; term: number; killAtMs: number };
+  /**
+   * isolate only: what the isolated leader did. steppedDownMs: cut -> it stopped acting as
+   * leader (at most the lease TTL); rejoinedMs: cut -> it was a follower again after the
+   * isolation; lastWriteRevision: etcd revision of its last write that landed, which must be
+   * below the new leader's term (no write of the old leader landed after the takeover).
+   */
+  isolated: { isolateMs: number; leaseTtlMs: number; steppedDownMs: number | null; rejoinedMs: number | null; lastWriteRevision: number; role: string } | null;
   newLeader: { id: string; name: string; address: string; term: number } | null;
   /** Kill -> the new leader's own "became leader" time. */
   newLeaderMs: number | null;
@@ -38,6 +48,8 @@ export interface FailoverDrillOptions {
   timeoutMs?: number;
   /** Poll period. Default 100 ms. */
   pollMs?: number;
+  /** Isolate the leader from etcd for this long instead of killing it (must exceed the lease TTL). */
+  isolateMs?: number;
   progress?: (line: string) => void;
 }
 
@@ -106,8 +118,10 @@ export async function coordinatorFailoverDrill(client: ControlClient, opts: Fail
   const connectedBefore = before.filter((n) => n.connected);
   const onLeader = connectedBefore.filter((n) => n.coordinator.endsWith(` ${leader.address}`));
 
-  const kill = await client.coordinatorDrill(leader.address, { action: 'kill', expectReplica: leader.id });
-  say(`leader ${kill.name} (pid ${kill.pid}) kills itself at ${new Date(kill.killAtMs).toISOString()}`);
+  const mode = opts.isolateMs ? 'isolate' : 'kill';
+  const kill = await client.coordinatorDrill(leader.address, { action: mode, expectReplica: leader.id, isolateMs: opts.isolateMs ?? 0 });
+  if (mode === 'kill') say(`leader ${kill.name} (pid ${kill.pid}) kills itself at ${new Date(kill.killAtMs).toISOString()}`);
+  else say(`leader ${kill.name} (pid ${kill.pid}) cut off from etcd at ${new Date(kill.killAtMs).toISOString()} for ${opts.isolateMs} ms`);
 
   // A new leader: a surviving replica that leads a term other than the killed one's.
   const statuses = async (): Promise<CoordinatorStatusResponse[]> => (await Promise.all(survivors.map((r) => client.coordinatorStatus(r.address).catch(() => undefined)))).filter((s): s is CoordinatorStatusResponse => Boolean(s));
@@ -167,7 +181,35 @@ export async function coordinatorFailoverDrill(client: ControlClient, opts: Fail
   const stopped = stoppedContainers(before, after, askedToChange);
   if (stopped.length) problems.push(`managed containers stopped: ${stopped.map((s) => `${s.node}/${s.name} (${s.what})`).join(', ')}`);
 
+  // isolate: the old leader must have stopped acting within its lease TTL, must come back as
+  // a follower once etcd is reachable again, and none of its writes may have landed after
+  // the new leader's term began.
+  let isolated: FailoverReport['isolated'] = null;
+  if (mode === 'isolate') {
+    const isolateMs = opts.isolateMs!;
+    const waitMs = Math.max(0, kill.killAtMs + isolateMs - Date.now()) + timeoutMs;
+    const old = await poll(waitMs, Math.max(pollMs, 200), async () => {
+      const s = await client.coordinatorStatus(leader.address);
+      return s.id !== kill.id && (s.role === 'follower' || s.role === 'leader') ? s : undefined;
+    });
+    const last = old ?? await client.coordinatorStatus(leader.address).catch(() => undefined);
+    isolated = {
+      isolateMs, leaseTtlMs: leader.leaseTtlMs,
+      steppedDownMs: last && last.steppedDownMs >= kill.killAtMs ? last.steppedDownMs - kill.killAtMs : null,
+      rejoinedMs: old ? Math.max(0, Date.now() - kill.killAtMs) : null,
+      lastWriteRevision: last?.lastLeaderWriteRevision ?? 0,
+      role: last?.role ?? 'not answering',
+    };
+    if (isolated.steppedDownMs === null) problems.push(`the isolated leader ${kill.name} does not say it stepped down`);
+    else if (isolated.steppedDownMs > leader.leaseTtlMs) problems.push(`the isolated leader ${kill.name} kept acting as leader for ${isolated.steppedDownMs} ms, longer than its lease TTL (${leader.leaseTtlMs} ms)`);
+    if (!old) problems.push(`the isolated leader ${kill.name} did not rejoin as a follower within ${timeoutMs} ms after the isolation (${isolated.role})`);
+    if (elected && isolated.lastWriteRevision >= elected.term) problems.push(`a write of the isolated leader ${kill.name} landed at revision ${isolated.lastWriteRevision}, after the new term ${elected.term} began`);
+    if (old) say(`${kill.name} back as ${old.role} after ${isolated.rejoinedMs} ms; it stepped down ${isolated.steppedDownMs} ms after the cut`);
+  }
+
   return {
+    mode,
+    isolated,
     killed: { id: kill.id, name: kill.name, address: kill.address, pid: kill.pid, term: kill.term, killAtMs: kill.killAtMs },
     newLeader: elected ? { id: elected.id, name: elected.name, address: elected.address, term: elected.term } : null,
     newLeaderMs: elected ? elected.leaderSinceMs - kill.killAtMs : null,
@@ -215,11 +257,14 @@ export function appliedTwice(events: RolloutEvent[]): string[] {
 export function formatFailoverReport(r: FailoverReport): string[] {
   const s = (ms: number | null) => (ms === null ? '-' : `${(ms / 1000).toFixed(2)} s`);
   const lines = [
-    `killed leader:        ${r.killed.name} at ${r.killed.address} (pid ${r.killed.pid}, term ${r.killed.term}) at ${new Date(r.killed.killAtMs).toISOString()}`,
+    r.mode === 'isolate'
+      ? `isolated leader:      ${r.killed.name} at ${r.killed.address} (pid ${r.killed.pid}, term ${r.killed.term}) cut off from etcd at ${new Date(r.killed.killAtMs).toISOString()} for ${s(r.isolated?.isolateMs ?? null)}`
+      : `killed leader:        ${r.killed.name} at ${r.killed.address} (pid ${r.killed.pid}, term ${r.killed.term}) at ${new Date(r.killed.killAtMs).toISOString()}`,
     `new leader:           ${r.newLeader ? `${r.newLeader.name} at ${r.newLeader.address} (term ${r.newLeader.term}) after ${s(r.newLeaderMs)}` : 'NONE'}`,
     `agents reconnected:   ${r.agents.total - r.agents.notReconnected.length}/${r.agents.total} after ${s(r.agents.reconnectedMs)} (${r.agents.onKilledLeader} were on the killed leader)`,
     `containers stopped:   ${r.containers.stopped.length} of ${r.containers.checked} managed containers${r.containers.stopped.length ? `: ${r.containers.stopped.map((c) => `${c.node}/${c.name} (${c.what})`).join(', ')}` : ''}`,
     `in-flight rollout:    ${r.rollout ? `${r.rollout.id} ${r.rollout.completed ? 'completed' : `NOT completed (${r.rollout.state})`} at revision ${r.rollout.revision}${r.rollout.appliedTwice.length ? `; applied twice: ${r.rollout.appliedTwice.join(', ')}` : '; no revision applied twice'}` : 'none (use --rollout MODULE)'}`,
+    ...(r.isolated ? [`old leader:           stepped down after ${s(r.isolated.steppedDownMs)} (lease TTL ${s(r.isolated.leaseTtlMs)}); ${r.isolated.rejoinedMs === null ? `NOT back (${r.isolated.role})` : `back as ${r.isolated.role} after ${s(r.isolated.rejoinedMs)}`}; last write landed at revision ${r.isolated.lastWriteRevision}`] : []),
     `result:               ${r.pass ? 'PASS' : `FAIL: ${r.problems.join('; ')}`}`,
   ];
   return lines;

@@ -299,19 +299,21 @@ export function buildProgram(p: Printer, setExit: (code: number) => void): Comma
 
   drill
     .command('coordinator-failover')
-    .description('kill -9 the leader coordinator; report time to a new leader, time until every agent is connected again, stopped containers (none may), and whether an in-flight rollout completed')
+    .description('kill -9 the leader coordinator (or --isolate it from etcd); report time to a new leader, time until every agent is connected again, stopped containers (none may), and whether an in-flight rollout completed')
     .option('--rollout <module>', 'start a rollout of <module> first and kill the leader while it is in flight')
     .option('--max-parallel <n>', 'rollout: nodes changed at once', '1')
     .option('--healthy-deadline <duration>', 'rollout: a node must be healthy within', '120s')
     .option('--min-healthy-time <duration>', 'rollout: and stay healthy for', '10s')
     .option('--timeout <duration>', 'longest wait for each phase', '120s')
-    .action(async (o: { rollout?: string; maxParallel: string; healthyDeadline: string; minHealthyTime: string; timeout: string }) => {
+    .option('--isolate <duration>', 'instead of killing the leader, cut it off from etcd for this long (longer than the lease TTL): it must step down within the TTL and rejoin as a follower after')
+    .action(async (o: { rollout?: string; maxParallel: string; healthyDeadline: string; minHealthyTime: string; timeout: string; isolate?: string }) => {
       const c = client();
       const json = globals().output === 'json';
       try {
         const report = await coordinatorFailoverDrill(c, {
           rollout: o.rollout ? { module: o.rollout, maxParallel: Number(o.maxParallel), healthyDeadlineMs: parseDuration(o.healthyDeadline), minHealthyTimeMs: parseDuration(o.minHealthyTime) } : undefined,
           timeoutMs: parseDuration(o.timeout),
+          isolateMs: o.isolate ? parseDuration(o.isolate) : undefined,
           progress: json ? undefined : (line) => p.out(`${clock(Date.now())} ${line}`),
         });
         if (json) p.out(JSON.stringify(report, null, 2));

@@ -85,7 +85,15 @@ export class EtcdConnection {
    */
   private readonly retryForMs: number;
 
-  constructor(readonly target: EtcdTarget, opts: { callTimeoutMs?: number; keepaliveMs?: number; retryForMs?: number } = {}) {
+  /**
+   * `cutOff`: when it returns a reason, this connection behaves as if etcd were unreachable
+   * (every call fails with StoreUnavailableError, keep-alives are not sent, watch events are
+   * dropped by the caller): `kbctl drill coordinator-failover --isolate`.
+   */
+  readonly cutOff: () => string | undefined;
+
+  constructor(readonly target: EtcdTarget, opts: { callTimeoutMs?: number; keepaliveMs?: number; retryForMs?: number; cutOff?: () => string | undefined } = {}) {
+    this.cutOff = opts.cutOff ?? (() => undefined);
     const timeout = opts.callTimeoutMs ?? ETCD_CALL_TIMEOUT_MS;
     this.retryForMs = opts.retryForMs ?? ETCD_RETRY_FOR_MS;
     this.client = new Etcd3({
@@ -181,6 +189,8 @@ export class EtcdConnection {
     const giveUpAt = Date.now() + retryForMs;
     for (let attempt = 0; ; attempt++) {
       if (this.closed) throw new StoreUnavailableError(`${this.description}: connection closed`);
+      const cut = this.cutOff();
+      if (cut) throw new StoreUnavailableError(`${this.description}: unreachable (${cut})`);
       try {
         return await fn();
       } catch (err) {

@@ -50,7 +50,7 @@ async function finished(id: string): Promise<Events> {
     // Ended, and its last event written (the record changes state just before it).
     return s && s.rollout.id === id && s.rollout.state !== 'running' && s.events.some((e) => e.kind === 'rollout-succeeded' || e.kind === 'rollout-failed') && s;
   }, 120_000, 250);
-  if (final.rollout.state !== 'succeeded') console.log(JSON.stringify(final, null, 1), cluster.dumpLogs());
+  if (final.rollout.state !== 'succeeded') console.log(JSON.stringify(final, null, 1), cluster.dumpLogs(), await cluster.dumpContainers());
   return final;
 }
 
@@ -300,6 +300,36 @@ describe('coordinator high availability on etcd', () => {
     expect(single.stdout).toMatch(/^result: +PASS$/m);
     const again = cluster.replicas.findIndex((x) => x.proc && !x.proc.running);
     await cluster.startReplica(again);
+    await cluster.waitReady(NAMES, 30_000);
+  });
+
+  it('kbctl drill coordinator-failover --isolate cuts the leader off from etcd mid-rollout: it steps down within its lease TTL, another replica finishes the rollout, the old leader rejoins as a follower', async () => {
+    const image = flipVersions();
+    const r = await cluster.kbctl(['-o', 'json', 'drill', 'coordinator-failover', '--isolate', '8s', '--rollout', 'redis', ...GATE, '--timeout', '90s']);
+    const report = JSON.parse(r.stdout || '{}') as FailoverReport;
+    if (r.code !== 0) console.log(r.stdout, r.stderr, cluster.dumpLogs());
+    expect(r.code).toBe(0);
+    expect(report.mode).toBe('isolate');
+    expect(report.pass).toBe(true);
+    expect(report.problems).toEqual([]);
+    const isolated = cluster.replicas.findIndex((x) => x.name === report.killed.name);
+    // Not killed: the same process, back as a follower.
+    expect(cluster.replicas[isolated]!.proc!.running).toBe(true);
+    expect(report.newLeader?.name).not.toBe(report.killed.name);
+    expect(report.isolated!.steppedDownMs).toBeGreaterThan(0);
+    expect(report.isolated!.steppedDownMs).toBeLessThanOrEqual(TTL_MS);
+    expect(report.isolated!.rejoinedMs).toBeGreaterThanOrEqual(8000);
+    expect(report.isolated!.role).toBe('follower');
+    expect(report.isolated!.lastWriteRevision).toBeLessThan(report.newLeader!.term);
+    expect(report.agents.notReconnected).toEqual([]);
+    expect(report.containers.stopped).toEqual([]);
+    expect(report.rollout?.completed).toBe(true);
+    expect(report.rollout?.appliedTwice).toEqual([]);
+    await expectAllRun(image);
+    const st = (await cluster.status(isolated))!;
+    expect(st.role).toBe('follower');
+    expect(st.storeOk).toBe(true);
+    expect(cluster.replicas[isolated]!.proc!.log()).toContain('isolated from etcd by kbctl drill coordinator-failover --isolate');
     await cluster.waitReady(NAMES, 30_000);
   });
 

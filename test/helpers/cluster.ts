@@ -306,6 +306,24 @@ export class Cluster {
     await Promise.all(list.filter((c) => names.includes(c.Labels['kb.node'] ?? '')).map((c) => this.docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
   }
 
+  /**
+   * What the engine says of every managed container of the cluster's nodes (state, exit code,
+   * restarts, and the last lines of its own output). Call on failure, next to dumpLogs().
+   */
+  async dumpContainers(lines = 15): Promise<string> {
+    const out: string[] = [];
+    for (const n of this.nodes) {
+      for (const c of await this.containers(n.name).catch(() => [])) {
+        const s = c.State;
+        out.push(`--- container ${c.Name} (${c.Id.slice(0, 12)}) ${s.Status} exit=${s.ExitCode} restarts=${c.RestartCount} started=${s.StartedAt} finished=${s.FinishedAt} ${s.Error ?? ''}`);
+        const raw = await this.docker.getContainer(c.Id).logs({ stdout: true, stderr: true, tail: lines }).catch((e: Error) => Buffer.from(`(logs: ${e.message})`));
+        // Docker multiplexes stdout/stderr with 8-byte frame headers; strip them for reading.
+        out.push(Buffer.from(raw).toString('latin1').replace(/[\x00-\x08]/g, ''));
+      }
+    }
+    return out.join('\n');
+  }
+
   /** Prints the last lines of every process log (call on failure). */
   dumpLogs(lines = 40): string {
     const procs = [this.coordinator, ...this.extraProcs(), ...this.agents.values()].filter(Boolean) as Proc[];

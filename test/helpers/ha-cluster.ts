@@ -1,9 +1,10 @@
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { SECRET_KEY_FILE, ensureSecretKey } from '../../coordinator/secrets/keyfile.js';
 import { ControlClient } from '../../coordinator/kbctl/client.js';
+import { readKbConfig, writeKbConfig } from '../../coordinator/kbctl/config.js';
 import type { CoordinatorStatusResponse } from '../../proto/types.js';
-import { Cluster, SUBNET, dist, type ClusterOptions } from './cluster.js';
+import { Cluster, SUBNET, dist, run, type ClusterOptions } from './cluster.js';
 import { EtcdCluster } from './etcd.js';
 import { Proc, waitFor } from './proc.js';
 import { TcpProxy } from './tcp-proxy.js';
@@ -35,6 +36,12 @@ export interface HaClusterOptions extends ClusterOptions {
  * (`<subnet>.21-23`), several coordinator processes (`c1`, `c2`, ... at `<subnet>.11`,
  * `.12`, ... port 7443, all with --store etcd://...) and one agent per node that knows
  * every replica's address. Agents try the replicas in order, so they start on c1.
+ *
+ * Secure by default, as an operator sets it up (README "Running the parts by hand"):
+ * `kb-coordinator init` once on c1 with a --san for every replica, c1's `pki/` and
+ * `secrets.key` copied to every replica's data dir, every replica listed in the admin
+ * credential's `coordinators:`; agents enroll through c1's bootstrap listener and then
+ * talk mTLS to whichever replica they reach. `plaintext: true` gives the development mode.
  */
 export class HaCluster extends Cluster {
   readonly etcd: EtcdCluster;
@@ -47,8 +54,9 @@ export class HaCluster extends Cluster {
   private readonly started: Proc[] = [];
 
   constructor(opts: HaClusterOptions = {}) {
-    // The replicas run with --plaintext (loopback developer mode), so do agents and kbctl.
-    super({ ...opts, plaintext: true });
+    super({ ...opts, listenHost: `${SUBNET}.11` });
+    this.port = 7443;
+    this.bootstrapPort = 7444;
     this.etcd = new EtcdCluster(SUBNET);
     this.leaseTtl = opts.leaseTtl ?? '5s';
     this.proxied = opts.proxied ?? [];
@@ -93,10 +101,11 @@ export class HaCluster extends Cluster {
     const dataDir = path.join(this.dir, r.name);
     mkdirSync(dataDir, { recursive: true });
     if (!existsSync(path.join(dataDir, SECRET_KEY_FILE))) copyFileSync(path.join(shared, SECRET_KEY_FILE), path.join(dataDir, SECRET_KEY_FILE));
+    const tls = this.plaintext ? ['--plaintext'] : await this.sharedPki(dataDir, r);
     const p = new Proc(r.name, process.execPath, [
       dist('kb-coordinator.cjs'), 'run',
       '--inventory', this.inventoryFile, '--versions', this.versionsFile, '--settings', this.settingsFile,
-      '--data-dir', dataDir, '--listen', r.address, '--plaintext',
+      '--data-dir', dataDir, '--listen', r.address, ...tls,
       '--store', `etcd://${r.endpoints}`, '--name', r.name, '--lease-ttl', this.leaseTtl,
       '--heartbeat-ms', '500', '--health-interval-ms', '500',
     ], path.join(this.dir, `${r.name}.log`));
@@ -107,6 +116,24 @@ export class HaCluster extends Cluster {
     return p;
   }
 
+  /**
+   * mTLS: the one PKI every replica shares. The first call runs `kb-coordinator init` in
+   * c1's data dir with a --san for every replica and lists every replica in the admin
+   * credential; each replica gets a copy of that pki/ directory. Returns the replica's TLS
+   * arguments (bootstrap listener on <ip>:7444, the agent binary it serves).
+   */
+  private async sharedPki(dataDir: string, r: Replica): Promise<string[]> {
+    const first = path.join(this.dir, this.replicas[0]!.name);
+    if (!existsSync(this.configFile)) {
+      const init = await run(process.execPath, [dist('kb-coordinator.cjs'), 'init', '--data-dir', first, '--listen', this.replicas[0]!.address,
+        ...this.replicas.slice(1).flatMap((x) => ['--san', x.ip]), '--admin-config', this.configFile]);
+      if (init.code !== 0) throw new Error(`kb-coordinator init failed: ${init.stderr}`);
+      writeKbConfig(this.configFile, { ...readKbConfig(this.configFile), coordinators: this.replicas.map((x) => x.address) });
+    }
+    if (dataDir !== first && !existsSync(path.join(dataDir, 'pki'))) cpSync(path.join(first, 'pki'), path.join(dataDir, 'pki'), { recursive: true });
+    return ['--bootstrap-listen', `${r.ip}:${this.bootstrapPort}`, '--agent-binary', dist('kb-agent')];
+  }
+
   /** kill -9 of replica i. */
   async killReplica(i: number): Promise<void> {
     await this.replicas[i]!.proc?.kill('SIGKILL');
@@ -114,7 +141,10 @@ export class HaCluster extends Cluster {
 
   /** CoordinatorStatus of replica i, or undefined if it does not answer. */
   async status(i: number): Promise<CoordinatorStatusResponse | undefined> {
-    this.client ??= new ControlClient({ address: this.coordinatorAddresses(), plaintext: true, timeoutMs: 3000 });
+    if (!this.client) {
+      const tls = this.plaintext ? undefined : readKbConfig(this.configFile);
+      this.client = new ControlClient({ address: this.coordinatorAddresses(), plaintext: this.plaintext, tls, timeoutMs: 3000 });
+    }
     return this.client.coordinatorStatus(this.replicas[i]!.address).catch(() => undefined);
   }
 

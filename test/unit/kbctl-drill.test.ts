@@ -46,6 +46,8 @@ describe('kbctl drill coordinator-failover: what counts as a stopped container',
 
   it('prints one line per question the drill answers', () => {
     const report: FailoverReport = {
+      mode: 'kill',
+      isolated: null,
       killed: { id: 'x', name: 'c1', address: '127.0.0.1:1', pid: 7, term: 3, killAtMs: Date.UTC(2024, 0, 1) },
       newLeader: { id: 'y', name: 'c2', address: '127.0.0.1:2', term: 9 },
       newLeaderMs: 4820,
@@ -63,5 +65,14 @@ describe('kbctl drill coordinator-failover: what counts as a stopped container',
       'in-flight rollout:    redis-5-ab completed at revision 5; no revision applied twice',
       'result:               PASS',
     ]);
+
+    const isolated: FailoverReport = {
+      ...report, mode: 'isolate',
+      isolated: { isolateMs: 8000, leaseTtlMs: 5000, steppedDownMs: 3512, rejoinedMs: 9100, lastWriteRevision: 41, role: 'follower' },
+    };
+    const lines = formatFailoverReport(isolated);
+    expect(lines[0]).toBe('isolated leader:      c1 at 127.0.0.1:1 (pid 7, term 3) cut off from etcd at 2024-01-01T00:00:00.000Z for 8.00 s');
+    expect(lines).toContain('old leader:           stepped down after 3.51 s (lease TTL 5.00 s); back as follower after 9.10 s; last write landed at revision 41');
+    expect(lines.at(-1)).toBe('result:               PASS');
   });
 });
