@@ -300,7 +300,13 @@ export class Coordinator {
     if (this.pki) {
       const pki = this.pki;
       this.tokens = new Tokens(this.store, () => pki.caPin);
-      const coordinators = [joinHostPort(c.advertise, this.port)];
+      // Agents get every replica's address (this one first): on etcd, every replica registered
+      // when install.sh is fetched; alone, just this one.
+      const self = joinHostPort(c.advertise, this.port);
+      const coordinators = async (): Promise<string[]> => {
+        const replicas = await this.runtime.status().then((s) => s.replicas.map((r) => r.address), () => []);
+        return [...new Set([self, ...replicas.filter(Boolean)])];
+      };
       this.enroller = new Enroller({
         store: this.store, tokens: this.tokens, pki, inventory: () => this.inputs.lastGood().inventory, nodeCertTtlMs: c.nodeCertTtlMs,
         limiter: new RateLimiter(c.enrollBurst, c.enrollPerMinute), log: this.log,
@@ -311,14 +317,14 @@ export class Coordinator {
       if (c.agentBinary && existsSync(c.agentBinary)) agentSha256 = await sha256File(c.agentBinary);
       else this.log.warn({ agentBinary: c.agentBinary }, 'agent binary not found: /kb-agent and install.sh are unavailable until it exists (restart after installing it)');
       // install.sh needs the bootstrap port, known only after listening: render lazily.
-      const deps = { pki, enroller: this.enroller, agentBinary: c.agentBinary, agentSha256, coordinators, log: this.log, installScript: '' };
+      const deps = { pki, enroller: this.enroller, agentBinary: c.agentBinary, agentSha256, coordinators, log: this.log, installScript: async () => '' };
       this.bootstrap = new BootstrapServer(deps);
       this.bootstrapPort = await this.bootstrap.start(c.bootstrapHost, c.bootstrapPort).catch((err: unknown) => {
         throw new ConfigError(`bootstrap listen on ${joinHostPort(c.bootstrapHost, c.bootstrapPort)}: ${(err as Error).message}`, { cause: err });
       });
-      deps.installScript = agentSha256
-        ? renderInstallScript({ bootstrapUrl: this.bootstrapUrl(), coordinator: coordinators[0]!, pinnedPubkey: pki.serverPin, agentSha256 })
-        : `#!/bin/sh\necho "kb install: this coordinator has no agent binary (${c.agentBinary}); install it next to kb-coordinator and restart" >&2\nexit 1\n`;
+      deps.installScript = async () => (agentSha256
+        ? renderInstallScript({ bootstrapUrl: this.bootstrapUrl(), coordinator: (await coordinators()).join(','), pinnedPubkey: pki.serverPin, agentSha256 })
+        : `#!/bin/sh\necho "kb install: this coordinator has no agent binary (${c.agentBinary}); install it next to kb-coordinator and restart" >&2\nexit 1\n`);
       this.sweep = setInterval(() => {
         for (const node of this.sessions.closeExpired()) this.log.warn({ node }, 'session closed: its certificate expired');
       }, 1000);

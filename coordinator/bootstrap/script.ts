@@ -4,7 +4,7 @@ import template from './install.sh?raw';
 export interface InstallScriptParams {
   /** https://HOST:PORT of the bootstrap server. */
   bootstrapUrl: string;
-  /** HOST:PORT agents dial for their mTLS session. */
+  /** HOST:PORT[,HOST:PORT...] agents dial for their mTLS session (every replica; tried in order). */
   coordinator: string;
   /** curl --pinnedpubkey value of the bootstrap server's key. */
   pinnedPubkey: string;
@@ -12,7 +12,7 @@ export interface InstallScriptParams {
   agentSha256: string;
 }
 
-const SAFE = /^[A-Za-z0-9:/.\-_[\]+=]+$/;
+const SAFE = /^[A-Za-z0-9:/.\-_[\]+=,]+$/;
 
 /** install.sh with this coordinator's values baked in. Values are checked to be shell-safe. */
 export function renderInstallScript(p: InstallScriptParams): string {

@@ -16,9 +16,11 @@ export interface BootstrapDeps {
   agentBinary: string;
   agentSha256: string;
   /** install.sh with this coordinator's address baked in. */
-  installScript: string;
+  /** install.sh, rendered per request (it lists the coordinator replicas alive at that time). */
+  installScript: () => Promise<string>;
   /** gRPC addresses handed to enrolled agents. */
-  coordinators: string[];
+  /** Every coordinator address agents should know (this one first). */
+  coordinators: () => Promise<string[]>;
   log: Logger;
 }
 
@@ -71,7 +73,7 @@ export class BootstrapServer {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = (req.url ?? '/').split('?')[0];
     const d = this.deps;
-    if (req.method === 'GET' && url === '/install.sh') return text(res, 200, d.installScript, 'text/x-shellscript');
+    if (req.method === 'GET' && url === '/install.sh') return text(res, 200, await d.installScript(), 'text/x-shellscript');
     if (req.method === 'GET' && url === '/ca.crt') return text(res, 200, d.pki.caPem, 'application/x-pem-file');
     if (req.method === 'GET' && url === '/kb-agent.sha256') return text(res, 200, `${d.agentSha256}  kb-agent\n`, 'text/plain');
     if (req.method === 'GET' && url === '/kb-agent') {
@@ -96,7 +98,7 @@ export class BootstrapServer {
     if (typeof body.token !== 'string' || typeof body.csr !== 'string') return json(res, 400, { error: 'bad enrollment request: expected {"token": "...", "csr": "PEM"}' });
     try {
       const issued = await this.deps.enroller.enroll({ token: body.token, csrPem: body.csr }, source);
-      json(res, 200, { node: issued.node, certificate: issued.certificatePem, ca: issued.caPem, serial: issued.serial, notAfterMs: issued.notAfterMs, coordinators: this.deps.coordinators });
+      json(res, 200, { node: issued.node, certificate: issued.certificatePem, ca: issued.caPem, serial: issued.serial, notAfterMs: issued.notAfterMs, coordinators: await this.deps.coordinators() });
     } catch (err) {
       if (err instanceof EnrollError) return json(res, err.status, { error: err.message });
       throw err;

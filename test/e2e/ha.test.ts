@@ -1,6 +1,8 @@
 import { copyFileSync } from 'node:fs';
+import https from 'node:https';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readKbConfig } from '../../coordinator/kbctl/config.js';
 import type { FailoverReport } from '../../coordinator/kbctl/drill.js';
 import { REDIS_NODES, SUBNET } from '../helpers/cluster.js';
 import { ContainerEvents } from '../helpers/docker-events.js';
@@ -85,6 +87,19 @@ async function nodesJson(replica?: number): Promise<{ name: string; status: stri
   return JSON.parse(r.stdout);
 }
 
+/** GET https://<ip>:7444/install.sh, trusting the cluster's CA. */
+function fetchInstallScript(ip: string): Promise<string> {
+  const ca = readKbConfig(cluster.configFile).ca;
+  return new Promise((resolve, reject) => {
+    https.get({ host: ip, port: cluster.bootstrapPort, path: '/install.sh', ca }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => { body += d; });
+      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`install.sh: HTTP ${res.statusCode}: ${body}`))));
+    }).on('error', reject);
+  });
+}
+
 beforeAll(async () => {
   cluster = new HaCluster({ proxied: [0] });
   versions = path.join(cluster.dir, 'versions.yaml');
@@ -123,6 +138,9 @@ describe('coordinator high availability on etcd', () => {
       const table = await cluster.kbctlAt(i, ['nodes']);
       expect(table.stdout.split('\n').filter((l) => / Ready /.test(l))).toHaveLength(3);
     }
+    // The installer any replica serves gives new agents every replica's address, its own first.
+    const script = await fetchInstallScript(cluster.replicas[1]!.ip);
+    expect(script).toContain(`COORDINATOR='${[1, 0, 2].map((i) => cluster.replicas[i]!.address).join(',')}'`);
     const coords = await cluster.kbctlAt(2, ['coordinators']);
     expect(coords.code, coords.stderr).toBe(0);
     expect(coords.stdout).toMatch(/^c1 +\S+ +leader /m);

@@ -40,6 +40,12 @@ describe('install.sh', () => {
     expect(s).toMatch(/^KillMode=process$/m);
   });
 
+  it('with several coordinator replicas, the agent gets every address in its environment file', () => {
+    const s = renderInstallScript({ ...params, coordinator: 'install-01:7443,install-02:7443,10.0.0.252:7443' });
+    expect(s).toContain("COORDINATOR='install-01:7443,install-02:7443,10.0.0.252:7443'");
+    expect(s).toContain('echo "KB_COORDINATOR=$COORDINATOR"');
+  });
+
   it('refuses values that are not shell-safe', () => {
     expect(() => renderInstallScript({ ...params, coordinator: "x'; rm -rf / #" })).toThrow('not shell-safe');
   });
