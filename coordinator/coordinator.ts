@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -27,7 +27,7 @@ import { Authenticator } from './server/auth.js';
 import { secretsHandlers } from './server/secrets-service.js';
 import { controlHandlers } from './server/control-service.js';
 import { SessionRegistry } from './sessions.js';
-import { parseEtcdUrl, type EtcdTarget } from './store/etcd.js';
+import { parseEtcdUrl, type EtcdTarget, type EtcdTls } from './store/etcd.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/types.js';
 
@@ -73,6 +73,12 @@ export interface CoordinatorOptions extends Partial<InputFiles> {
   name?: string;
   /** etcd lease TTL of each replica (leadership included). Default 5000 ms; at least 2000. */
   leaseTtlMs?: number;
+  /** etcds://: PEM files of the CA etcd's certificates chain to, and of this replica's client certificate and key. */
+  etcdCa?: string;
+  etcdCert?: string;
+  etcdKey?: string;
+  /** Accept etcd:// (no TLS) to endpoints off loopback. Default false: refused. */
+  etcdInsecure?: boolean;
 }
 
 /** The compiled, validated form of CoordinatorOptions. Only this travels inward. */
@@ -112,6 +118,26 @@ function hostPort(flag: string, text: string): { host: string; port: number } {
 
 const WILDCARD = new Set(['0.0.0.0', '::', '']);
 
+/** The TLS material of an etcds:// store, read from the --etcd-* files (errors name the flag and file). */
+function etcdTls(o: CoordinatorOptions): EtcdTls {
+  if (!o.etcdCa) throw new ConfigError('--store etcds://... needs --etcd-ca FILE (the CA that signed the etcd members\' certificates)');
+  if (Boolean(o.etcdCert) !== Boolean(o.etcdKey)) throw new ConfigError('--etcd-cert and --etcd-key go together (this replica\'s client certificate for etcd --client-cert-auth)');
+  const read = (flag: string, file: string): Buffer => {
+    let data: Buffer;
+    try {
+      data = readFileSync(file);
+    } catch (err) {
+      throw new ConfigError(`${flag} ${file}: cannot read: ${(err as Error).message}`, { cause: err });
+    }
+    if (!data.includes('-----BEGIN')) throw new ConfigError(`${flag} ${file}: not a PEM file`);
+    return data;
+  };
+  return {
+    ca: read('--etcd-ca', o.etcdCa),
+    ...(o.etcdCert && o.etcdKey ? { cert: read('--etcd-cert', o.etcdCert), key: read('--etcd-key', o.etcdKey) } : {}),
+  };
+}
+
 export function compileOptions(o: CoordinatorOptions): CoordinatorConfig {
   const { host, port } = hostPort('--listen', o.listen ?? '0.0.0.0:7443');
   const bootstrap = hostPort('--bootstrap-listen', o.bootstrapListen ?? `${host.includes(':') ? `[${host}]` : host}:7444`);
@@ -130,17 +156,27 @@ export function compileOptions(o: CoordinatorOptions): CoordinatorConfig {
   const storeText = o.store ?? 'sqlite';
   let store: CoordinatorConfig['store'];
   if (storeText === 'sqlite') store = { kind: 'sqlite', file: path.join(dataDir, 'kb.db') };
-  else if (storeText.startsWith('etcd://')) {
+  else if (/^etcds?:\/\//.test(storeText)) {
+    let parsed: ReturnType<typeof parseEtcdUrl>;
     try {
-      store = { kind: 'etcd', target: parseEtcdUrl(storeText) };
+      parsed = parseEtcdUrl(storeText);
     } catch (err) {
       throw new ConfigError((err as Error).message);
+    }
+    const { secure, ...target } = parsed;
+    store = { kind: 'etcd', target: secure ? { ...target, tls: etcdTls(o) } : target };
+    if (!secure) {
+      if (o.etcdCa || o.etcdCert || o.etcdKey) throw new ConfigError(`--etcd-ca/--etcd-cert/--etcd-key need an etcds:// store (TLS); --store is ${storeText}`);
+      const remote = target.hosts.filter((h) => !isLoopback(h.replace(/:\d+$/, '').replace(/^\[|\]$/g, '')));
+      if (remote.length && !plaintext && !o.etcdInsecure) {
+        throw new ConfigError(`--store ${storeText}: etcd endpoints ${remote.join(', ')} are off loopback and etcd:// is unencrypted and unauthenticated (anyone who reaches etcd could change what agents run): use etcds://... with --etcd-ca, --etcd-cert and --etcd-key, or pass --etcd-insecure to accept it`);
+      }
     }
     if (plaintext) {
       const remote = store.target.hosts.filter((h) => !isLoopback(h.replace(/:\d+$/, '').replace(/^\[|\]$/g, '')));
       if (remote.length) throw new ConfigError(`--plaintext refuses non-loopback etcd endpoints ${remote.join(', ')}: plaintext is for development on 127.0.0.0/8 only`);
     }
-  } else throw new ConfigError(`--store ${storeText}: expected "sqlite" or etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`);
+  } else throw new ConfigError(`--store ${storeText}: expected "sqlite", etcd://HOST:PORT[,HOST:PORT...][/PREFIX] or etcds://... (TLS)`);
   const advertiseAddress = advertised ? joinHostPort(advertised.host, advertised.port)
     : o.advertise ? joinHostPort(o.advertise, port)
       : WILDCARD.has(host) ? '' : joinHostPort(host, port);

@@ -47,8 +47,12 @@ program
   .option('--settings <file>', 'module settings (YAML)')
   .option('--env <env>', 'servers.tsv ENV rows to manage', 'prod')
   .option('--data-dir <dir>', 'embedded store and PKI directory (replicas on etcd: each has one, with the same pki/ and secrets.key)', '/var/lib/kb-coordinator')
-  .addOption(new Option('--store <store>', 'state store: "sqlite" (one coordinator, in --data-dir) or etcd://HOST:PORT,HOST:PORT,...[/PREFIX] (several replicas)').env('KB_STORE').default('sqlite'))
+  .addOption(new Option('--store <store>', 'state store: "sqlite" (one coordinator, in --data-dir) or etcd[s]://HOST:PORT,HOST:PORT,...[/PREFIX] (several replicas; etcds:// = TLS)').env('KB_STORE').default('sqlite'))
   .addOption(new Option('--name <name>', 'this replica\'s name (etcd store; default: the host name)').env('KB_NAME'))
+  .addOption(new Option('--etcd-ca <file>', 'etcds:// store: CA (PEM) of the etcd members\' certificates').env('KB_ETCD_CA'))
+  .addOption(new Option('--etcd-cert <file>', 'etcds:// store: this replica\'s client certificate (PEM) for etcd --client-cert-auth').env('KB_ETCD_CERT'))
+  .addOption(new Option('--etcd-key <file>', 'etcds:// store: its private key (PEM)').env('KB_ETCD_KEY'))
+  .option('--etcd-insecure', 'accept etcd:// (no TLS) to endpoints off loopback', false)
   .addOption(new Option('--lease-ttl <duration>', 'etcd lease of each replica and of the leadership (etcd store): a dead leader is replaced after about this long').default('5s'))
   .option('--listen <host:port>', 'gRPC listen address (mTLS)', '0.0.0.0:7443')
   .option('--bootstrap-listen <host:port>', 'HTTPS bootstrap listen address (default: gRPC host, port 7444)')
@@ -64,7 +68,7 @@ program
   .action(async (o: {
     inventory: string; versions: string; settings?: string; env: string; dataDir: string; listen: string; bootstrapListen?: string; advertise?: string;
     san: string[]; agentBinary: string; nodeCertTtl: string; enrollBurst: number; enrollPerMinute: number; plaintext: boolean; heartbeatMs: number; healthIntervalMs: number;
-    store: string; name?: string; leaseTtl: string;
+    store: string; name?: string; leaseTtl: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; etcdInsecure: boolean;
   }) => {
     const log = createLogger({ name: 'coordinator' });
     const config = compileOptions({
@@ -73,6 +77,7 @@ program
       nodeCertTtlMs: parseDuration(o.nodeCertTtl), enrollBurst: o.enrollBurst, enrollPerMinute: o.enrollPerMinute,
       plaintext: o.plaintext, heartbeatIntervalMs: o.heartbeatMs, healthIntervalMs: o.healthIntervalMs,
       store: o.store, name: o.name, leaseTtlMs: parseDurationMs(o.leaseTtl, '--lease-ttl'),
+      etcdCa: o.etcdCa, etcdCert: o.etcdCert, etcdKey: o.etcdKey, etcdInsecure: o.etcdInsecure,
     });
     const c = new Coordinator(config, log);
     await c.start();

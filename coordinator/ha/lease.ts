@@ -67,9 +67,11 @@ export interface LeaseEvents {
  *   grant() ──> alive ──(no acknowledged keep-alive for trustFraction*TTL,
  *                        etcd says TTL 0, or stop())──> lost   (final: grant a new one)
  *
- * Keep-alives go every TTL/5 on one stream; a stream with an answer outstanding for
- * two periods is replaced (it may hang on a partitioned member). `valid()` is what every
- * fenced write checks first.
+ * Keep-alives go every TTL/5 on one stream to one etcd member. A stream that breaks, or
+ * whose answer is outstanding for a whole period (the member may be partitioned, or dead
+ * without a reset), is replaced at once by a stream to the next member, so losing the
+ * member (or the raft leader) costs one election, not several periods of retries on a
+ * dead address. `valid()` is what every fenced write checks first.
  */
 export class LeaseKeeper extends EventEmitter<LeaseEvents> {
   private readonly clock: LeaseClock;
@@ -78,12 +80,16 @@ export class LeaseKeeper extends EventEmitter<LeaseEvents> {
   private timer: NodeJS.Timeout | undefined;
   private nextRenewAt = 0;
   private lostReason: string | undefined;
+  /** The member the keep-alive stream goes to (EtcdConnection.member); moves on when it fails. */
+  private memberIdx: number;
+  private lastOpenAt = -Infinity;
   readonly renewEveryMs: number;
 
   private constructor(private readonly conn: EtcdConnection, readonly id: string, readonly ttlMs: number, grantSentAt: number, private readonly log: Logger) {
     super();
     this.clock = new LeaseClock(ttlMs, 0.7, grantSentAt);
     this.renewEveryMs = Math.max(100, Math.floor(ttlMs / 5));
+    this.memberIdx = Math.floor(Math.random() * Math.max(1, conn.target.hosts.length));
   }
 
   /**
@@ -145,9 +151,10 @@ export class LeaseKeeper extends EventEmitter<LeaseEvents> {
       this.closeStream();
     } else if (now >= this.nextRenewAt) {
       this.nextRenewAt = now + this.renewEveryMs;
-      if (this.stream && this.clock.oldestPendingMs(now) > 2 * this.renewEveryMs) {
-        this.log.debug({ lease: this.hexId }, 'keep-alive stream stalled; opening another');
+      if (this.stream && this.clock.oldestPendingMs(now) > this.renewEveryMs) {
+        this.log.debug({ lease: this.hexId, member: this.conn.member(this.memberIdx).host }, 'keep-alive stream stalled; opening one to the next member');
         this.closeStream();
+        this.memberIdx++;
       }
       if (this.stream) {
         this.clock.sent(now);
@@ -165,10 +172,22 @@ export class LeaseKeeper extends EventEmitter<LeaseEvents> {
     this.timer = setTimeout(() => this.tick(), Math.max(1, wait));
   }
 
+  /** After a broken stream: the next member, now (at most every 100 ms), not at the next period. */
+  private moveOn(): void {
+    this.memberIdx++;
+    if (this.lostReason !== undefined) return;
+    clearTimeout(this.timer);
+    const wait = Math.max(0, this.lastOpenAt + 100 - performance.now());
+    this.nextRenewAt = 0;
+    this.timer = setTimeout(() => this.tick(), wait);
+  }
+
   private openStream(): void {
     if (this.opening) return;
     this.opening = true;
-    this.conn.client.leaseClient.leaseKeepAlive().then((stream) => {
+    this.lastOpenAt = performance.now();
+    const { client, host } = this.conn.member(this.memberIdx);
+    client.leaseClient.leaseKeepAlive().then((stream) => {
       this.opening = false;
       if (this.lostReason !== undefined) {
         stream.end();
@@ -185,8 +204,9 @@ export class LeaseKeeper extends EventEmitter<LeaseEvents> {
       });
       const broken = (why: string) => {
         if (this.stream !== stream) return;
-        this.log.debug({ lease: this.hexId, why }, 'keep-alive stream ended');
+        this.log.debug({ lease: this.hexId, member: host, why }, 'keep-alive stream ended');
         this.closeStream();
+        this.moveOn();
       };
       stream.on('error', (err: unknown) => broken(errorMessage(err)));
       stream.on('end', () => broken('end'));
@@ -195,7 +215,8 @@ export class LeaseKeeper extends EventEmitter<LeaseEvents> {
       stream.write({ ID: this.id });
     }, (err: unknown) => {
       this.opening = false;
-      this.log.debug({ lease: this.hexId, err: errorMessage(err) }, 'keep-alive stream not opened');
+      this.log.debug({ lease: this.hexId, member: host, err: errorMessage(err) }, 'keep-alive stream not opened');
+      this.moveOn();
     });
   }
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, retry } from 'cockatiel';
 import {
   Etcd3, GRPCFailedPreconditionError, GRPCInvalidArgumentError, GRPCResourceExhastedError, isRecoverableError,
-  type ICompare, type IKeyValue, type IRangeRequest, type IRequestOp, type IResponseOp,
+  type ICompare, type IKeyValue, type IOptions, type IRangeRequest, type IRequestOp, type IResponseOp,
 } from 'etcd3';
 import { KbError, errorMessage } from '../../shared/errors/index.js';
 import { decodeRecord, decodeRevision, encodeRecord } from './codec.js';
@@ -18,20 +18,35 @@ export interface EtcdTarget {
   hosts: string[];
   /** Key prefix, ending with '/'. Default '/kb/'. */
   prefix: string;
+  /** `etcds://`: TLS to every member, checked against `ca`; with a client certificate when etcd asks for one (--client-cert-auth). */
+  tls?: EtcdTls;
 }
 
-/** Parses `etcd://host:port,host:port[/prefix]`. Throws KbError naming what is wrong. */
-export function parseEtcdUrl(url: string): EtcdTarget {
-  const m = /^etcd:\/\/([^/]+)(\/.*)?$/.exec(url.trim());
-  if (!m) throw new KbError(`--store ${url}: expected etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`);
-  const hosts = m[1]!.split(',').map((h) => h.trim()).filter(Boolean);
+export interface EtcdTls {
+  /** PEM of the CA(s) etcd's serving certificates chain to. */
+  ca: Buffer;
+  /** PEM client certificate and key (both or neither). */
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+/**
+ * Parses `etcd://host:port,host:port[/prefix]` (plain) or `etcds://...` (TLS; `secure` is
+ * true and the caller adds `tls`). Throws KbError naming what is wrong.
+ */
+export function parseEtcdUrl(url: string): Omit<EtcdTarget, 'tls'> & { secure?: true } {
+  const m = /^etcd(s?):\/\/([^/]+)(\/.*)?$/.exec(url.trim());
+  if (!m) throw new KbError(`--store ${url}: expected etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (or etcds:// for TLS)`);
+  const [, s, hostList, path] = m;
+  const secure = s === 's';
+  const hosts = hostList!.split(',').map((h) => h.trim()).filter(Boolean);
   for (const h of hosts) {
     if (!/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(h)) throw new KbError(`--store ${url}: "${h}" is not HOST:PORT`);
   }
   if (!hosts.length) throw new KbError(`--store ${url}: no etcd endpoint`);
-  let prefix = m[2] && m[2] !== '/' ? m[2] : '/kb';
+  let prefix = path && path !== '/' ? path : '/kb';
   if (!prefix.endsWith('/')) prefix += '/';
-  return { hosts, prefix };
+  return secure ? { hosts, prefix, secure } : { hosts, prefix };
 }
 
 /**
@@ -92,12 +107,17 @@ export class EtcdConnection {
    */
   readonly cutOff: () => string | undefined;
 
+  private readonly options: IOptions;
+  /** One client per member, made on demand (lease keep-alives choose their member). */
+  private readonly memberClients = new Map<number, Etcd3>();
+
   constructor(readonly target: EtcdTarget, opts: { callTimeoutMs?: number; keepaliveMs?: number; retryForMs?: number; cutOff?: () => string | undefined } = {}) {
     this.cutOff = opts.cutOff ?? (() => undefined);
     const timeout = opts.callTimeoutMs ?? ETCD_CALL_TIMEOUT_MS;
     this.retryForMs = opts.retryForMs ?? ETCD_RETRY_FOR_MS;
-    this.client = new Etcd3({
-      hosts: target.hosts.map((h) => `http://${h}`),
+    this.options = {
+      hosts: target.hosts.map((h) => `${target.tls ? 'https' : 'http'}://${h}`),
+      ...(target.tls ? { credentials: { rootCertificate: target.tls.ca, ...(target.tls.cert && target.tls.key ? { certChain: target.tls.cert, privateKey: target.tls.key } : {}) } } : {}),
       dialTimeout: timeout,
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
       // A failing member is skipped for 1 s (the library default, 5 s, blacks out every
@@ -116,7 +136,19 @@ export class EtcdConnection {
         'grpc.initial_reconnect_backoff_ms': 200,
         'grpc.max_reconnect_backoff_ms': 1000,
       },
-    });
+    };
+    this.client = new Etcd3(this.options);
+  }
+
+  /** A client that talks to member `i` (mod the number of members) only. Closed with the connection. */
+  member(i: number): { client: Etcd3; host: string } {
+    const n = ((i % this.target.hosts.length) + this.target.hosts.length) % this.target.hosts.length;
+    let c = this.memberClients.get(n);
+    if (!c) {
+      c = new Etcd3({ ...this.options, hosts: [(this.options.hosts as string[])[n]!] });
+      this.memberClients.set(n, c);
+    }
+    return { client: c, host: this.target.hosts[n]! };
   }
 
   get description(): string {
@@ -215,6 +247,8 @@ export class EtcdConnection {
     if (this.closed) return;
     this.closed = true;
     this.client.close();
+    for (const c of this.memberClients.values()) c.close();
+    this.memberClients.clear();
   }
 }
 

@@ -6,9 +6,11 @@ import { LeaseKeeper } from '../../coordinator/ha/lease.js';
 import { EtcdConnection, EtcdStore, type EtcdTarget, type WriteGuard } from '../../coordinator/store/etcd.js';
 import { FencedWriteError, StoreUnavailableError } from '../../coordinator/store/errors.js';
 import type { RolloutRecord } from '../../coordinator/store/types.js';
-import { SUBNET } from '../helpers/cluster.js';
+import path from 'node:path';
+import { ControlClient } from '../../coordinator/kbctl/client.js';
+import { Cluster, SUBNET, dist } from '../helpers/cluster.js';
 import { EtcdCluster } from '../helpers/etcd.js';
-import { sleep, waitFor } from '../helpers/proc.js';
+import { Proc, sleep, waitFor } from '../helpers/proc.js';
 import { storeConformance } from '../helpers/store-conformance.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 
@@ -196,5 +198,72 @@ describe('EtcdStore fencing and availability', () => {
     const again = new EtcdStore(new EtcdConnection(t), undefined, true);
     await waitFor('etcd back', async () => (await again.getRollout('r3'))?.state === 'succeeded', 20_000, 200);
     await again.close();
+  });
+});
+
+// etcd over TLS with client certificates (etcds://): the same Store contract, and a
+// coordinator that reaches its store this way. One member at <subnet>.24, certificates from
+// a test CA made with openssl.
+const tlsEtcd = new EtcdCluster(SUBNET, [24], 2379, 2380, { tls: true });
+const tlsTarget = (p = prefix()): EtcdTarget => ({ hosts: tlsEtcd.endpoints.split(','), prefix: p, tls: tlsEtcd.targetTls() });
+
+describe('etcd over TLS (etcds://)', () => {
+  beforeAll(async () => {
+    await tlsEtcd.start();
+  });
+  afterAll(async () => {
+    await tlsEtcd.stop();
+  });
+
+  storeConformance('EtcdStore (etcd over TLS, client certificate)', async () => {
+    const t = tlsTarget();
+    return {
+      open: () => new EtcdStore(new EtcdConnection(t), undefined, true),
+      destroy: async () => {
+        const c = new EtcdConnection(t);
+        await c.client.delete().prefix(t.prefix);
+        c.close();
+      },
+    };
+  });
+
+  it('refuses a client without a certificate from its CA', async () => {
+    const t = tlsTarget();
+    const conn = new EtcdConnection({ ...t, tls: { ca: t.tls!.ca } }, { retryForMs: 0 });
+    try {
+      const err = await new EtcdStore(conn).getRollout('x').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(StoreUnavailableError);
+      expect((err as Error).message).toContain(tlsEtcd.endpoints);
+    } finally {
+      conn.close();
+    }
+  });
+
+  it('a coordinator with --store etcds://... --etcd-ca/--etcd-cert/--etcd-key joins, leads and keeps its state there', async () => {
+    const c = new Cluster({ plaintext: true });
+    const address = `${SUBNET}.15:7443`;
+    const p = new Proc('c-tls', process.execPath, [
+      dist('kb-coordinator.cjs'), 'run', '--inventory', c.inventoryFile, '--versions', c.versionsFile, '--settings', c.settingsFile,
+      '--data-dir', path.join(c.dir, 'c-tls'), '--listen', address, '--plaintext', '--name', 'c-tls',
+      ...tlsEtcd.storeArgs(), '--lease-ttl', '5s',
+    ], path.join(c.dir, 'c-tls.log'));
+    const client = new ControlClient({ address, plaintext: true, timeoutMs: 3000 });
+    try {
+      const s = await waitFor('c-tls leads', async () => {
+        const st = await client.coordinatorStatus(address).catch(() => undefined);
+        return st?.role === 'leader' && st;
+      }, 30_000, 200);
+      expect(s.store).toBe('etcd');
+      expect(s.storeOk).toBe(true);
+      expect(s.name).toBe('c-tls');
+      // Its records are in the TLS etcd (read back with the client certificate).
+      const conn = new EtcdConnection(tlsTarget('/kb/'));
+      const { kvs } = await conn.list(conn.key('replicas', ''));
+      conn.close();
+      expect(kvs.map((kv) => kv.value.toString('utf8')).join('\n')).toContain('"name":"c-tls"');
+    } finally {
+      client.close();
+      await p.kill('SIGKILL');
+    }
   });
 });
