@@ -20,11 +20,6 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
-          // The coordinator-HA e2e file (issue 6, still open) is flaky: in about one full
-          // run in three, redis-sentinel on one node stays unreachable during the image bump
-          // of its "one etcd member lost" case, and the next cases fail after it. It runs with
-          // `npm run test:e2e:ha` (KB_E2E_HA=1) until that is fixed; see CHANGELOG.md.
-          exclude: process.env.KB_E2E_HA === '1' ? [] : ['test/e2e/ha.test.ts'],
           environment: 'node',
           testTimeout: 180_000,
           hookTimeout: 180_000,
