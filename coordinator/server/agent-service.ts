@@ -45,6 +45,9 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
     let lastPersist = 0;
     let containersSig = '';
     const persisted = new Map<string, string>();
+    /** The newest health report not yet persisted; reports are persisted one at a time, in order. */
+    let pendingHealth: HealthReport | undefined;
+    let persisting = false;
     const lastResend = new Map<string, number>();
     const fail = (code: grpc.status, details: string) => {
       deps.log.warn({ peer: call.getPeer(), details }, 'agent session refused');
@@ -66,7 +69,8 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
         void resendSecrets(s, msg.secretsRequest).catch((err: unknown) => deps.log.error({ err, node: s.node }, 'resend of credentials failed'));
       }
       if (msg.health) {
-        void persistHealth(session, msg.health).catch((err: unknown) => deps.log.warn({ err: errorMessage(err), node: session?.node }, 'persist health failed'));
+        pendingHealth = msg.health;
+        if (!persisting) void drainHealth(session);
       }
     });
     call.on('end', () => {
@@ -128,24 +132,47 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
       s.send(await deliver(state));
     }
 
+    /**
+     * Persists health reports one at a time, newest first-come: while a write is in flight,
+     * later reports replace each other and only the newest is written next. So an older
+     * report can never land after a newer one (which would leave the store, and the
+     * leader's health gates, on the older state while the agent keeps reporting the newer).
+     */
+    async function drainHealth(s: AgentSession): Promise<void> {
+      persisting = true;
+      try {
+        while (pendingHealth) {
+          const report = pendingHealth;
+          pendingHealth = undefined;
+          await persistHealth(s, report).catch((err: unknown) => deps.log.warn({ err: errorMessage(err), node: s.node }, 'persist health failed; the next report is written in full'));
+        }
+      } finally {
+        persisting = false;
+      }
+    }
+
     async function persistHealth(s: AgentSession, report: HealthReport): Promise<void> {
       const now = Date.now();
       for (const m of report.modules) {
         // Only changes are written: a fleet reporting every few seconds must not turn into a write storm.
         const sig = `${m.revision}|${m.specHash}|${m.healthy}|${m.converged}|${m.checks.map((c) => `${c.name}=${c.ok}`).join(',')}`;
         if (persisted.get(m.module) === sig) continue;
-        persisted.set(m.module, sig);
+        // Forget what was written before: if this write fails (etcd unavailable for a moment),
+        // the next report, even an identical one, is written again.
+        persisted.delete(m.module);
         await deps.store.putNodeModule({
           node: s.node, module: m.module, revision: m.revision, specHash: m.specHash, healthy: m.healthy, converged: m.converged, checks: m.checks, updatedMs: now,
         });
+        persisted.set(m.module, sig);
       }
       // Containers are written when they change (a replaced or restarted container), so every replica sees them.
       const sig = report.containers.map((c) => `${c.module}/${c.name}=${c.id}|${c.state}|${c.startedAt}`).join(',');
       if (now - lastPersist >= NODE_PERSIST_INTERVAL_MS || sig !== containersSig) {
-        lastPersist = now;
-        containersSig = sig;
+        containersSig = '';
         const existing = await deps.store.getNode(s.node);
         await deps.store.upsertNode({ name: s.node, agentVersion: s.agentVersion, firstSeenMs: existing?.firstSeenMs ?? now, lastSeenMs: now, facts: s.facts, containers: report.containers });
+        lastPersist = now;
+        containersSig = sig;
       }
     }
   };
