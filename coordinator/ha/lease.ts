@@ -67,12 +67,16 @@ export interface LeaseEvents {
  *   grant() ──> alive ──(no acknowledged keep-alive for trustFraction*TTL,
  *                        etcd says TTL 0, or stop())──> lost   (final: grant a new one)
  *
- * Keep-alives go every TTL/5 on one stream to one etcd member. A stream that breaks, or
- * whose answer is outstanding for a whole period (the member may be partitioned, or dead
- * without a reset), is replaced at once by a stream to the next member, so losing the
+ * Keep-alives go every TTL/10 on one stream to one etcd member (so the last acknowledged
+ * one is at most TTL/10 old when etcd has trouble). A stream that breaks, or whose answer
+ * is outstanding for 1.5 s (the member may be partitioned, or dead without a reset), is
+ * replaced at once by a stream to the next member, so losing the
  * member (or the raft leader) costs one election, not several periods of retries on a
  * dead address. `valid()` is what every fenced write checks first.
  */
+/** A keep-alive unanswered for this long means its stream (or member) is stuck: use the next member. */
+const STALLED_AFTER_MS = 1500;
+
 export class LeaseKeeper extends EventEmitter<LeaseEvents> {
   private readonly clock: LeaseClock;
   private stream: IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse> | undefined;
@@ -88,7 +92,7 @@ export class LeaseKeeper extends EventEmitter<LeaseEvents> {
   private constructor(private readonly conn: EtcdConnection, readonly id: string, readonly ttlMs: number, grantSentAt: number, private readonly log: Logger) {
     super();
     this.clock = new LeaseClock(ttlMs, 0.7, grantSentAt);
-    this.renewEveryMs = Math.max(100, Math.floor(ttlMs / 5));
+    this.renewEveryMs = Math.max(100, Math.floor(ttlMs / 10));
     this.memberIdx = Math.floor(Math.random() * Math.max(1, conn.target.hosts.length));
   }
 
@@ -151,7 +155,7 @@ export class LeaseKeeper extends EventEmitter<LeaseEvents> {
       this.closeStream();
     } else if (now >= this.nextRenewAt) {
       this.nextRenewAt = now + this.renewEveryMs;
-      if (this.stream && this.clock.oldestPendingMs(now) > this.renewEveryMs) {
+      if (this.stream && this.clock.oldestPendingMs(now) > STALLED_AFTER_MS) {
         this.log.debug({ lease: this.hexId, member: this.conn.member(this.memberIdx).host }, 'keep-alive stream stalled; opening one to the next member');
         this.closeStream();
         this.memberIdx++;
