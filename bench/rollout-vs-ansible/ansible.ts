@@ -8,7 +8,7 @@
  * that would show a secret is `no_log`.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -227,6 +227,8 @@ export class AnsiblePeer {
       c.stderr.on('data', (d: Buffer) => { out += d.toString(); });
       c.on('close', (code) => {
         const ms = performance.now() - t0;
+        // KB_BENCH_ANSIBLE_LOG=FILE keeps every run's output (tasks with secrets are no_log).
+        if (process.env.KB_BENCH_ANSIBLE_LOG) appendFileSync(process.env.KB_BENCH_ANSIBLE_LOG, out);
         const recap = [...out.matchAll(/^\S+\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)/gm)];
         const sum = (i: number) => recap.reduce((s, m) => s + Number(m[i]), 0);
         resolve({ ms, code: code ?? -1, ok: sum(1), changed: sum(2), unreachable: sum(3), failed: sum(4), output: out });
