@@ -25,9 +25,15 @@ export const ANSIBLE_PREFIX = 'ansible_';
 
 export interface PeerNode { name: string; ip: string }
 
-/** A private sshd: root login with a generated key only, on `port` of every node address. */
+/** sshd listens on at most 16 addresses (MAX_LISTEN_SOCKS): larger N gets more sshd processes. */
+const SSHD_MAX_ADDRESSES = 16;
+
+/**
+ * A private sshd: root login with a generated key only, on `port` of every node address
+ * (one process per 16 addresses, same keys and settings).
+ */
 export class Sshd {
-  private child: ChildProcess | undefined;
+  private readonly children: ChildProcess[] = [];
   private output = '';
   constructor(readonly dir: string, readonly port: number, readonly addresses: string[]) {}
 
@@ -40,45 +46,51 @@ export class Sshd {
     writeFileSync(path.join(this.dir, 'authorized_keys'), readFileSync(`${this.clientKey}.pub`), { mode: 0o600 });
     // sshd needs its privilege separation directory.
     mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
-    const cfg = [
-      `Port ${this.port}`,
-      ...this.addresses.map((a) => `ListenAddress ${a}`),
-      `HostKey ${path.join(this.dir, 'host_ed25519')}`,
-      `PidFile ${path.join(this.dir, 'sshd.pid')}`,
-      `AuthorizedKeysFile ${path.join(this.dir, 'authorized_keys')}`,
-      'PermitRootLogin prohibit-password',
-      'PubkeyAuthentication yes',
-      'PasswordAuthentication no',
-      'KbdInteractiveAuthentication no',
-      'UsePAM no',
-      // The key files live under /tmp (a 1777 directory), which StrictModes refuses.
-      'StrictModes no',
-      // forks = N connections arrive at once: the defaults (10:30:100, 10 sessions) would drop some.
-      'MaxStartups 200:30:400',
-      'MaxSessions 200',
-      'UseDNS no',
-      'Subsystem sftp /usr/lib/openssh/sftp-server',
-      'LogLevel ERROR',
-      '',
-    ].join('\n');
-    writeFileSync(path.join(this.dir, 'sshd_config'), cfg);
-    this.child = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', path.join(this.dir, 'sshd_config')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout!.on('data', (d: Buffer) => { this.output += d.toString(); });
-    this.child.stderr!.on('data', (d: Buffer) => { this.output += d.toString(); });
-    const t0 = Date.now();
-    while (!(await canConnect(this.addresses[0]!, this.port))) {
-      if (this.child.exitCode !== null) throw new Error(`sshd exited: ${this.output}`);
-      if (Date.now() - t0 > 15_000) throw new Error(`sshd did not listen on ${this.addresses[0]}:${this.port}: ${this.output}`);
-      await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i * SSHD_MAX_ADDRESSES < this.addresses.length; i++) {
+      const mine = this.addresses.slice(i * SSHD_MAX_ADDRESSES, (i + 1) * SSHD_MAX_ADDRESSES);
+      const cfg = [
+        `Port ${this.port}`,
+        ...mine.map((a) => `ListenAddress ${a}`),
+        `HostKey ${path.join(this.dir, 'host_ed25519')}`,
+        `PidFile ${path.join(this.dir, `sshd-${i}.pid`)}`,
+        `AuthorizedKeysFile ${path.join(this.dir, 'authorized_keys')}`,
+        'PermitRootLogin prohibit-password',
+        'PubkeyAuthentication yes',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'UsePAM no',
+        // The key files live under /tmp (a 1777 directory), which StrictModes refuses.
+        'StrictModes no',
+        // forks = N connections arrive at once: the defaults (10:30:100, 10 sessions) would drop some.
+        'MaxStartups 200:30:400',
+        'MaxSessions 200',
+        'UseDNS no',
+        'Subsystem sftp /usr/lib/openssh/sftp-server',
+        'LogLevel ERROR',
+        '',
+      ].join('\n');
+      const file = path.join(this.dir, `sshd_config-${i}`);
+      writeFileSync(file, cfg);
+      const child = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout!.on('data', (d: Buffer) => { this.output += d.toString(); });
+      child.stderr!.on('data', (d: Buffer) => { this.output += d.toString(); });
+      this.children.push(child);
+      const t0 = Date.now();
+      while (!(await canConnect(mine[0]!, this.port))) {
+        if (child.exitCode !== null) throw new Error(`sshd exited: ${this.output}`);
+        if (Date.now() - t0 > 15_000) throw new Error(`sshd did not listen on ${mine[0]}:${this.port}: ${this.output}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
     }
   }
 
   async stop(): Promise<void> {
-    const c = this.child;
-    if (!c || c.exitCode !== null) return;
-    const exited = new Promise((r) => c.once('exit', r));
-    c.kill('SIGTERM');
-    await exited;
+    await Promise.all(this.children.map(async (c) => {
+      if (c.exitCode !== null || c.signalCode !== null) return;
+      const exited = new Promise((r) => c.once('exit', r));
+      c.kill('SIGTERM');
+      await exited;
+    }));
   }
 }
 

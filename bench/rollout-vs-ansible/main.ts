@@ -36,7 +36,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { Cluster, FAST_REDIS_SETTINGS, SUBNET, repoRoot, type TestNode } from '../../test/helpers/cluster.js';
 import { redisPasswordOn } from '../../test/helpers/credentials.js';
-import { freePort } from '../../test/helpers/proc.js';
+import { freePort, sleep } from '../../test/helpers/proc.js';
 import { registryDigest } from '../../test/helpers/registry.js';
 import { ANSIBLE_PREFIX, AnsiblePeer, Sshd, type PlaybookRun } from './ansible.js';
 
@@ -48,20 +48,28 @@ const SCENARIO_TITLE: Record<Scenario, string> = {
   bump: 'version bump (7.0-kb1 -> 7.0-kb2)',
 };
 const DEFAULT_NODES = [3, 20];
+/**
+ * Quiet time before every scenario, for both tools: kb's agents re-check health every 500 ms
+ * for 10 s after an apply (and N agents starting up take a while); a re-run is measured from a
+ * steady state, not while the previous run's aftermath still competes for the 2 cores.
+ */
+const DEFAULT_PAUSE_MS = 12_000;
 
-interface Args { nodes: number[]; minHealthyTime: string; docs: boolean; json?: string }
+interface Args { nodes: number[]; minHealthyTime: string; pauseMs: number; docs: boolean; json?: string }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { nodes: DEFAULT_NODES, minHealthyTime: '1s', docs: true };
+  const a: Args = { nodes: DEFAULT_NODES, minHealthyTime: '1s', pauseMs: DEFAULT_PAUSE_MS, docs: true };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => { const x = argv[++i]; if (x === undefined) throw new Error(`${k} needs a value`); return x; };
     if (k === '--nodes') a.nodes = v().split(',').map((x) => Number(x.trim()));
     else if (k === '--min-healthy-time') a.minHealthyTime = v();
+    else if (k === '--pause') a.pauseMs = Number(v()) * 1000;
     else if (k === '--no-docs') a.docs = false;
     else if (k === '--json') a.json = v();
-    else throw new Error(`unknown argument ${k} (--nodes 3,20, --min-healthy-time 1s, --no-docs, --json FILE)`);
+    else throw new Error(`unknown argument ${k} (--nodes 3,20, --min-healthy-time 1s, --pause SECONDS, --no-docs, --json FILE)`);
   }
+  if (!(a.pauseMs >= 0)) throw new Error('--pause: seconds, 0 or more');
   if (!a.nodes.length || a.nodes.some((n) => !Number.isInteger(n) || n < 1 || n > 99)) throw new Error('--nodes: comma-separated node counts between 1 and 99');
   return a;
 }
@@ -80,6 +88,8 @@ interface ToolResult {
   detail: string;
   /** Checked after the run, outside the timing: every node's redis answers PING and runs the expected digest. */
   verified: boolean;
+  /** 1-minute load average when the command started (the machine is shared). */
+  load1: number;
   /** kb only: per node, apply -> healthy (ms), from the rollout's events. */
   nodeMs?: number[];
 }
@@ -91,6 +101,7 @@ async function verify(ips: string[], password: (i: number) => Promise<string>, d
   const problems: string[] = [];
   await Promise.all(ips.map(async (ip, i) => {
     const r = new Redis({ host: ip, port: 6379, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, password: await password(i), connectTimeout: 3000 });
+    r.on('error', () => undefined); // a failed PING is reported below
     try {
       await r.connect();
       const pong = await r.ping();
@@ -109,7 +120,11 @@ async function verify(ips: string[], password: (i: number) => Promise<string>, d
 async function runKb(n: number, args: Args, digests: Record<'kb1' | 'kb2', string>): Promise<SizeResult['kb']> {
   const nodes = nodesOf(n);
   // Production heartbeat and health-report intervals (kb-coordinator run defaults), not the tests' 500 ms.
-  const cluster = new Cluster({ nodes, settings: FAST_REDIS_SETTINGS, heartbeatMs: 5000, healthIntervalMs: 5000 });
+  // Every simulated node enrolls from 127.0.0.1: the per-source enrollment limit (10) would refuse N=20. Not timed.
+  const cluster = new Cluster({
+    nodes, settings: FAST_REDIS_SETTINGS, heartbeatMs: 5000, healthIntervalMs: 5000,
+    coordinatorArgs: ['--enroll-burst', String(n + 5), '--enroll-per-minute', '600'],
+  });
   const out: SizeResult['kb'] = {};
   try {
     log(`kb, N=${n}: starting the coordinator and ${n} agents (${cluster.dir})`);
@@ -118,7 +133,9 @@ async function runKb(n: number, args: Args, digests: Record<'kb1' | 'kb2', strin
     for (const node of nodes) await cluster.startAgent(node.name);
     await cluster.waitReady(nodes.map((x) => x.name), 120_000);
     for (const s of SCENARIOS) {
+      await sleep(args.pauseMs);
       cluster.useVersions(s === 'bump' ? 'bump' : 'original');
+      const load1 = os.loadavg()[0]!;
       const r = await cluster.kbctl(['-o', 'json', 'rollout', 'redis', '--max-parallel', String(n), '--min-healthy-time', args.minHealthyTime, '--healthy-deadline', '300s']);
       let state = `exit ${r.code}`;
       let nodeMs: number[] | undefined;
@@ -130,11 +147,13 @@ async function runKb(n: number, args: Args, digests: Record<'kb1' | 'kb2', strin
       if (r.code !== 0) throw new Error(`kbctl rollout (${s}, N=${n}) failed (${r.code}): ${r.stdout.slice(-2000)}\n${r.stderr}\n${cluster.dumpLogs(20)}`);
       const problems = await verify(nodes.map((x) => x.ip), (i) => redisPasswordOn(cluster, nodes[i]!.name),
         async (i) => { const c = await cluster.container(nodes[i]!.name, 'redis'); return c ? cluster.runningDigest(c) : []; }, s === 'bump' ? digests.kb2 : digests.kb1);
-      out[s] = { ms: r.ms, detail: state, verified: problems.length === 0, ...(nodeMs?.length ? { nodeMs } : {}) };
+      out[s] = { ms: r.ms, load1, detail: state, verified: problems.length === 0, ...(nodeMs?.length ? { nodeMs } : {}) };
       log(`kb, N=${n}, ${s}: ${r.ms} ms (${state})${problems.length ? `; NOT verified: ${problems.join('; ')}` : '; verified'}`);
     }
   } finally {
     await cluster.stop();
+    // The cluster directory holds kb's CA, store key and the nodes' credentials files.
+    execFileSync('rm', ['-rf', cluster.dir]);
   }
   return out;
 }
@@ -144,7 +163,7 @@ async function removePeerContainers(cluster: Cluster): Promise<void> {
   await Promise.all(list.filter((c) => c.Names.some((x) => x.startsWith(`/${ANSIBLE_PREFIX}`))).map((c) => cluster.docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
 }
 
-async function runAnsible(n: number, sshd: Sshd, digests: Record<'kb1' | 'kb2', string>): Promise<SizeResult['ansible']> {
+async function runAnsible(n: number, args: Args, sshd: Sshd, digests: Record<'kb1' | 'kb2', string>): Promise<SizeResult['ansible']> {
   const nodes = nodesOf(n);
   // A cluster object only for its input files and engine handle: no coordinator, no agent.
   const files = new Cluster({ nodes, settings: FAST_REDIS_SETTINGS });
@@ -154,8 +173,10 @@ async function runAnsible(n: number, sshd: Sshd, digests: Record<'kb1' | 'kb2', 
     await removePeerContainers(files);
     log(`Ansible, N=${n}: forks ${n}, sshd on ${nodes[0]!.ip}..${nodes[n - 1]!.ip}:${sshd.port} (${peer.dir})`);
     for (const s of SCENARIOS) {
+      await sleep(args.pauseMs);
       files.useVersions(s === 'bump' ? 'bump' : 'original');
       await peer.plan({ inventoryFile: files.inventoryFile, versionsFile: files.versionsFile, settingsFile: files.settingsFile });
+      const load1 = os.loadavg()[0]!;
       const r: PlaybookRun = await peer.run();
       const detail = `ok=${r.ok} changed=${r.changed} failed=${r.failed} unreachable=${r.unreachable}`;
       if (r.code !== 0 || r.failed || r.unreachable) throw new Error(`ansible-playbook (${s}, N=${n}) failed (exit ${r.code}, ${detail}):\n${r.output.slice(-3000)}`);
@@ -165,7 +186,7 @@ async function runAnsible(n: number, sshd: Sshd, digests: Record<'kb1' | 'kb2', 
         return c ? files.runningDigest(await files.docker.getContainer(c.Id).inspect()) : [];
       }, s === 'bump' ? digests.kb2 : digests.kb1);
       if (s === 'noop' && r.changed !== 0) problems.push(`the re-run changed ${r.changed} things`);
-      out[s] = { ms: Math.round(r.ms), detail, verified: problems.length === 0 };
+      out[s] = { ms: Math.round(r.ms), load1, detail, verified: problems.length === 0 };
       log(`Ansible, N=${n}, ${s}: ${Math.round(r.ms)} ms (${detail})${problems.length ? `; NOT verified: ${problems.join('; ')}` : '; verified'}`);
     }
   } finally {
@@ -180,17 +201,17 @@ const sec = (ms: number | undefined) => (ms === undefined ? 'n/a' : `${(ms / 100
 
 function summarize(results: SizeResult[], args: Args): string {
   const lines = [
-    `kb: \`kbctl rollout redis --max-parallel N --min-healthy-time ${args.minHealthyTime}\`; Ansible: \`ansible-playbook\` with forks = N. Wall time of the command, process start to exit; "kb / Ansible" is kb's time divided by Ansible's, "speed-up" Ansible's divided by kb's.`,
+    `kb: \`kbctl rollout redis --max-parallel N --min-healthy-time ${args.minHealthyTime}\`; Ansible: \`ansible-playbook\` with forks = N; ${args.pauseMs / 1000} s quiet before every scenario. Wall time of the command, process start to exit; "kb / Ansible" is kb's time divided by Ansible's, "speed-up" Ansible's divided by kb's.`,
     '',
-    '| N | scenario | kb | Ansible | kb / Ansible | speed-up | kb said | Ansible said |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| N | scenario | kb | Ansible | kb / Ansible | speed-up | kb said | Ansible said | load at start (kb / Ansible) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const r of results) {
     for (const s of SCENARIOS) {
       const k = r.kb[s];
       const a = r.ansible[s];
       const both = k && a;
-      lines.push(`| ${r.nodes} | ${SCENARIO_TITLE[s]} | ${sec(k?.ms)}${k && !k.verified ? ' (NOT verified)' : ''} | ${sec(a?.ms)}${a && !a.verified ? ' (NOT verified)' : ''} | ${both ? (k.ms / a.ms).toFixed(3) : 'n/a'} | ${both ? `${(a.ms / k.ms).toFixed(1)}x` : 'n/a'} | ${k?.detail ?? 'n/a'} | ${a?.detail ?? 'n/a'} |`);
+      lines.push(`| ${r.nodes} | ${SCENARIO_TITLE[s]} | ${sec(k?.ms)}${k && !k.verified ? ' (NOT verified)' : ''} | ${sec(a?.ms)}${a && !a.verified ? ' (NOT verified)' : ''} | ${both ? (k.ms / a.ms).toFixed(3) : 'n/a'} | ${both ? `${(a.ms / k.ms).toFixed(1)}x` : 'n/a'} | ${k?.detail ?? 'n/a'} | ${a?.detail ?? 'n/a'} | ${k ? k.load1.toFixed(1) : 'n/a'} / ${a ? a.load1.toFixed(1) : 'n/a'} |`);
     }
   }
   lines.push('');
@@ -239,7 +260,7 @@ async function main(): Promise<void> {
       const r: SizeResult = { nodes: n, kb: {}, ansible: {} };
       results.push(r);
       r.kb = await runKb(n, args, digests);
-      r.ansible = await runAnsible(n, sshd, digests);
+      r.ansible = await runAnsible(n, args, sshd, digests);
     }
   } finally {
     await sshd.stop();
@@ -252,6 +273,7 @@ async function main(): Promise<void> {
     const extra = [
       args.nodes.join(',') !== DEFAULT_NODES.join(',') ? ` --nodes ${args.nodes.join(',')}` : '',
       args.minHealthyTime !== '1s' ? ` --min-healthy-time ${args.minHealthyTime}` : '',
+      args.pauseMs !== DEFAULT_PAUSE_MS ? ` --pause ${args.pauseMs / 1000}` : '',
     ].join('');
     const command = `KB_E2E_SUBNET=${SUBNET} npm run bench -- rollout-vs-ansible${extra}`;
     const section = [
