@@ -6,10 +6,10 @@ import { describe, expect, it } from 'vitest';
 import { repoRoot } from '../helpers/cluster.js';
 
 // Keeps bench/rollout-vs-ansible working: one node, one pass of the three scenarios without
-// the quiet pauses, docs untouched. It judges no speed (that lives in docs/benchmarks.md): it checks that kb and
-// Ansible both ran every scenario to the end, that each reported a wall time, and that the
-// benchmark's own after-the-fact checks (PING with the password, the expected image digest)
-// passed for both.
+// the quiet pauses, docs untouched. It judges no speed (that lives in docs/benchmarks.md): it
+// checks that kb and Ansible both ran every scenario to the end, that each reported a wall
+// time, and that the benchmark's own after-the-fact checks (PING with the password, the
+// expected image digest) passed for both.
 
 const SCENARIOS = ['first', 'noop', 'bump'] as const;
 
