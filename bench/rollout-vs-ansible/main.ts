@@ -241,7 +241,7 @@ function machine(dockerHost: string): string {
   return [
     `- CPU: ${cpus.length} x ${cpus[0]?.model ?? '?'} (shared with other work; load average at the end ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}); RAM ${Math.round(os.totalmem() / 2 ** 30)} GiB; ${os.type()} ${os.release()}`,
     `- Node ${process.version}; Docker ${v('docker', ['-H', dockerHost, 'version', '--format', '{{.Server.Version}}'])}; image kb/redis built from Debian's ${v('redis-server', ['--version'])}`,
-    `- Ansible: Debian's ansible ${pkg('ansible')} (${v('ansible', ['--version'])}), community.docker ${v('sh', ['-c', "ansible-galaxy collection list community.docker 2>/dev/null | awk '/community.docker/ {print $2}'"])}, python3-docker ${pkg('python3-docker')}; OpenSSH ${pkg('openssh-server')}`,
+    `- Ansible: Debian's ansible ${pkg('ansible')} (${v('ansible', ['--version'])}), community.docker ${v('sh', ['-c', "ansible-galaxy collection list community.docker 2>/dev/null | awk '/community.docker/ {print $2}'"])}, python3-docker ${pkg('python3-docker')} (the Docker SDK /usr/bin/python3 imports on the target: ${v('/usr/bin/python3', ['-c', 'import docker; print(docker.__version__)'])}); OpenSSH ${pkg('openssh-server')}`,
     '- Everything on one host: nodes are loopback addresses sharing one Docker engine; sshd, coordinator and agents on loopback.',
   ].join('\n');
 }
