@@ -15,6 +15,16 @@ import { AgentSession, type Backoff } from './session.js';
 import { DesiredStore, type DesiredFile } from './state.js';
 import { pausePoint } from './testing/pause.js';
 
+/**
+ * After an apply the coordinator's rollout waits on this node's health reports: instead of
+ * the regular interval (5 s by default) the agent re-checks every SETTLE_HEALTH_MS until
+ * every module has been healthy and converged for SETTLE_HEALTHY_FOR_MS, or SETTLE_MAX_MS
+ * passed. Same checks, same gate; only reported sooner.
+ */
+export const SETTLE_HEALTH_MS = 500;
+export const SETTLE_HEALTHY_FOR_MS = 10_000;
+export const SETTLE_MAX_MS = 120_000;
+
 /** Public options of `kb-agent run`, with their defaults. */
 export interface AgentOptions {
   /** This node's name; must be a HOSTNAME of the inventory. Default: os.hostname(). */
@@ -63,6 +73,10 @@ export class Agent {
   private timers: NodeJS.Timeout[] = [];
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private healthTimer: NodeJS.Timeout | undefined;
+  /** Settling after an apply (see SETTLE_HEALTH_MS): until when, healthy since when, the next quick report. */
+  private settleUntil = 0;
+  private settleHealthySince: number | undefined;
+  private settleTimer: NodeJS.Timeout | undefined;
   private heartbeatMs: number;
   private healthMs: number;
   private stopEvents: (() => void) | undefined;
@@ -140,6 +154,7 @@ export class Agent {
     for (const t of this.timers) clearInterval(t);
     clearInterval(this.heartbeatTimer);
     clearInterval(this.healthTimer);
+    clearTimeout(this.settleTimer);
     this.actions.clear();
     await this.followers.stopAll();
     await this.queue;
@@ -205,6 +220,8 @@ export class Agent {
       // Credentials files may have changed (a rotation): followers pick up new passwords.
       this.followers.sync(Object.values(this.desired.modules));
       this.session?.send({ result });
+      this.settleUntil = Date.now() + SETTLE_MAX_MS;
+      this.settleHealthySince = undefined;
       await this.reportHealth();
     });
   }
@@ -269,8 +286,22 @@ export class Agent {
       }));
       const containers = await containerStatuses(this.ctx, states).catch(() => []);
       this.session.send({ health: { facts: this.facts.collect(), modules, containers, observedAtMs: Date.now() } });
+      this.settle(modules.every((m) => m.healthy && m.converged));
     } finally {
       this.healthRunning = false;
     }
+  }
+
+  /** Schedules the next quick report while settling after an apply. */
+  private settle(healthy: boolean): void {
+    clearTimeout(this.settleTimer);
+    const now = Date.now();
+    if (this.stopped || now >= this.settleUntil) return;
+    this.settleHealthySince = healthy ? this.settleHealthySince ?? now : undefined;
+    if (this.settleHealthySince !== undefined && now - this.settleHealthySince >= SETTLE_HEALTHY_FOR_MS) {
+      this.settleUntil = 0;
+      return;
+    }
+    this.settleTimer = setTimeout(() => void this.reportHealth(), Math.min(SETTLE_HEALTH_MS, this.healthMs));
   }
 }

@@ -23,7 +23,8 @@ HAPROXY="$REGISTRY/kb/haproxy:2.6-kb1"
 BUSYBOX="$REGISTRY/kb/busybox:1-kb1"
 
 PACKAGES=(docker.io docker-registry redis-server redis-sentinel redis-tools haproxy busybox-static
-  iproute2 etcd-server etcd-client curl)
+  iproute2 etcd-server etcd-client curl
+  ansible openssh-server openssh-client python3-docker)
 
 log() { echo "testbed: $*" >&2; }
 die() { echo "testbed: ERROR: $*" >&2; exit 1; }
