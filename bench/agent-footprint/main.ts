@@ -7,9 +7,11 @@
  * redis-sentinel) of one node on the test bed's Docker engine, with production intervals
  * (heartbeat and health report 5 s, full reconcile 10 s). Once its module is healthy it idles
  * for --idle seconds (default 60) while its RSS (VmRSS), PSS and USS (/proc/PID/smaps_rollup)
- * and CPU (utime+stime, /proc/PID/stat) are sampled every second. The agent runs once as the
- * binary alone and once with the environment the installer writes into kb-agent.env (the
- * `# runtime` lines of coordinator/bootstrap/install.sh), if any.
+ * and CPU (utime+stime, /proc/PID/stat) are sampled every second. The agent runs with the
+ * environment install.sh writes into kb-agent.env (its `# runtime` lines), as installed:
+ * first the process that enrolled and rolled out, then restarted on the node's state, then
+ * restarted without parts of its tuning (the installer's environment; its own V8 flags) to
+ * show what each part is worth, and with a just-written binary (page cache, see below).
  *
  * Peers, idle in the same window as the first agent run, built from the same node binary:
  *  node floor      plain `node floor.cjs` (a script that only waits);
@@ -20,10 +22,12 @@
  * it, the peers print it) and its /proc/PID/smaps is split into the executable's mapped
  * pages, shared libraries and anonymous memory: where the MB go.
  *
- *   npm run bench -- agent-footprint [--idle 60] [--settle 5] [--no-docs] [--json FILE]
- *                                    [--variant 'NAME:VAR=VALUE;VAR=VALUE' ...]
+ *   npm run bench -- agent-footprint [--idle 60] [--settle 5] [--no-docs] [--json FILE] [--smoke]
+ *                                    [--variant 'NAME:VAR=VALUE;VAR=VALUE' ...] [--compare-binary PATH ...]
  *
- * --variant adds an agent run with that environment (e.g. 'lite:NODE_OPTIONS=--lite-mode').
+ * --variant adds an agent run with that environment (e.g. 'jitless:NODE_OPTIONS=--jitless');
+ * --compare-binary runs another build of the agent (e.g. one of an older commit) the same way;
+ * --smoke keeps only the first two agent windows (test/e2e/bench-footprint-smoke.test.ts).
  * Needs the test bed and dist/ (bench/run.mjs does both); uses $KB_E2E_SUBNET (default
  * 127.0.1) like the e2e tests: the node is .1.
  */
@@ -34,11 +38,12 @@ import os from 'node:os';
 import path from 'node:path';
 import type { MemoryReport } from '../../agent/memory.js';
 import { Cluster, FAST_REDIS_SETTINGS, REDIS_NODES, dist, repoRoot } from '../../test/helpers/cluster.js';
+import { installerRuntimeEnv } from '../../test/helpers/installer-env.js';
 import { sleep, waitFor } from '../../test/helpers/proc.js';
 import { allHealthy, failing, useCredentials } from '../../test/helpers/redis-ha.js';
 
-interface Variant { name: string; env: Record<string, string>; binary?: string }
-interface Args { idleS: number; settleS: number; docs: boolean; json?: string; variants: Variant[]; compare: string[] }
+interface Variant { name: string; env: Record<string, string>; binary?: string; keepPageCache?: boolean; other?: boolean }
+interface Args { idleS: number; settleS: number; docs: boolean; json?: string; variants: Variant[]; compare: string[]; smoke: boolean }
 
 const TARGET_RSS_MB = 60;
 const TARGET_CPU_PERCENT = 0.5;
@@ -55,13 +60,14 @@ function parseEnvList(text: string, what: string): Record<string, string> {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { idleS: 60, settleS: 5, docs: true, variants: [], compare: [] };
+  const a: Args = { idleS: 60, settleS: 5, docs: true, variants: [], compare: [], smoke: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => { const x = argv[++i]; if (x === undefined) throw new Error(`${k} needs a value`); return x; };
     if (k === '--idle') a.idleS = Number(v());
     else if (k === '--settle') a.settleS = Number(v());
     else if (k === '--no-docs') a.docs = false;
+    else if (k === '--smoke') a.smoke = true;
     else if (k === '--json') a.json = v();
     else if (k === '--compare-binary') a.compare.push(path.resolve(v()));
     else if (k === '--variant') {
@@ -69,21 +75,11 @@ function parseArgs(argv: string[]): Args {
       const colon = x.indexOf(':');
       if (colon < 1) throw new Error(`--variant ${x}: expected NAME:VAR=VALUE;...`);
       a.variants.push({ name: x.slice(0, colon), env: parseEnvList(x.slice(colon + 1), `--variant ${x}`) });
-    } else throw new Error(`unknown argument ${k} (--idle S, --settle S, --no-docs, --json FILE, --variant NAME:VAR=VALUE;..., --compare-binary PATH)`);
+    } else throw new Error(`unknown argument ${k} (--idle S, --settle S, --no-docs, --smoke, --json FILE, --variant NAME:VAR=VALUE;..., --compare-binary PATH)`);
   }
   if (!(a.idleS >= 1)) throw new Error('--idle must be at least 1 (seconds)');
   if (!(a.settleS >= 0)) throw new Error('--settle must be 0 or more (seconds)');
   return a;
-}
-
-/**
- * The runtime environment the installer writes into kb-agent.env: the lines of
- * coordinator/bootstrap/install.sh marked `# runtime` (echo "VAR=VALUE"  # runtime).
- */
-export function installerRuntimeEnv(script = readFileSync(path.join(repoRoot, 'coordinator/bootstrap/install.sh'), 'utf8')): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const m of script.matchAll(/^\s*echo "([A-Z_][A-Z0-9_]*)=([^"$]*)"\s*#\s*runtime\s*$/gm)) env[m[1]!] = m[2]!;
-  return env;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -184,6 +180,18 @@ async function measure(targets: Target[], seconds: number): Promise<Measured[]> 
   return out;
 }
 
+/**
+ * Drops `file`'s pages from the page cache (written back first), as after a reboot or as the
+ * installer leaves the binary (install.sh). A freshly written file sits in the page cache in
+ * large folios, and on recent kernels a process mapping it gets whole folios mapped, code it
+ * never runs included: the same binary then shows ~15 MB more RSS. Every executable measured
+ * here starts from the same, dropped, state unless a variant says otherwise.
+ */
+function dropPageCache(file: string): void {
+  execFileSync('sync', [file]);
+  execFileSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Peers: single executables built from the same node binary as dist/kb-agent.
 
@@ -234,6 +242,7 @@ class Peer {
   readonly child: ChildProcess;
   private out = '';
   constructor(readonly name: string, readonly what: string, cmd: string, args: string[], readonly env: Record<string, string>) {
+    if (cmd !== process.execPath) dropPageCache(cmd);
     const base = { ...process.env };
     delete base.NODE_OPTIONS;
     this.child = spawn(cmd, args, { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -264,26 +273,41 @@ class Peer {
 const mb = (n: number) => n.toFixed(1);
 const kbMb = (kb: number) => (kb / 1024).toFixed(1);
 
+/** What an agent row ran with: the installer's runtime environment, overridden by the variant's (empty = unset). */
+function effectiveEnv(installer: Record<string, string>, env: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries({ ...installer, ...env }).filter(([k, v]) => v !== '' || !(k in installer)));
+}
+
 function envText(env: Record<string, string>): string {
   const e = Object.entries(env);
   return e.length ? e.map(([k, v]) => `\`${k}=${v}\``).join(' ') : 'none';
 }
 
-function summarize(results: Measured[], agentRows: number, args: Args): string {
-  const agent = results[agentRows - 1]!;
+function targetLine(agent: Measured): string {
+  return `- \`${agent.name}\`: RSS <= ${TARGET_RSS_MB} MB ${agent.rssMb.max <= TARGET_RSS_MB ? 'met' : 'missed'} (max ${mb(agent.rssMb.max)} MB, avg ${mb(agent.rssMb.avg)} MB); ` +
+    `CPU <= ${TARGET_CPU_PERCENT}% of one core ${agent.cpuPercent <= TARGET_CPU_PERCENT ? 'met' : 'missed'} (${agent.cpuPercent.toFixed(3)}%).`;
+}
+
+function summarize(results: Measured[], args: Args): string {
+  const judged = results.filter((r) => r.name === 'kb-agent' || r.name === 'kb-agent, first process');
+  const agent = results.find((r) => r.name === 'kb-agent') ?? results[0]!;
   const floor = results.find((r) => r.name === 'SEA floor');
   const lines = [
-    `Idle window ${args.idleS} s per agent run (sampled every second, after the module was healthy and ${args.settleS} s of settling); the peers idled during the first agent run's window.`,
+    `Idle window ${args.idleS} s per agent run (sampled every second, once the module was healthy plus ${args.settleS} s). ` +
+      '`kb-agent, first process` is the agent that enrolled and ran the rollout; every other agent row is the agent restarted on the node\'s state (as after a reboot or upgrade) with that environment. ' +
+      'The peers idled during the first window. Every executable\'s page cache was dropped before it started (as install.sh leaves the agent), except in `binary just written`.',
     '',
     '| process | environment | RSS avg | RSS max | PSS | USS | anonymous | CPU (% of one core) | threads |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...results.map((r) => `| ${r.name} | ${envText(r.env)} | ${mb(r.rssMb.avg)} MB | ${mb(r.rssMb.max)} MB | ${mb(r.pssMb)} MB | ${mb(r.ussMb)} MB | ${mb(r.anonMb)} MB | ${r.cpuPercent.toFixed(3)}% | ${r.threads} |`),
     '',
-    `Targets for \`${agent.name}\` (${envText(agent.env)}): RSS <= ${TARGET_RSS_MB} MB: ${agent.rssMb.max <= TARGET_RSS_MB ? 'met' : 'missed'} (max ${mb(agent.rssMb.max)} MB, avg ${mb(agent.rssMb.avg)} MB); ` +
-      `CPU <= ${TARGET_CPU_PERCENT}% of one core: ${agent.cpuPercent <= TARGET_CPU_PERCENT ? 'met' : 'missed'} (${agent.cpuPercent.toFixed(3)}%).`,
+    'Targets:',
+    '',
+    ...judged.map(targetLine),
+    '',
   ];
   if (floor) {
-    lines.push(`Node's own floor for a single executable (\`SEA floor\`, same binary and environment as the first row) is ${mb(floor.rssMb.avg)} MB RSS: kb-agent adds ${mb(agent.rssMb.avg - floor.rssMb.avg)} MB on top of it (\`${agent.name}\`).`);
+    lines.push(`Node's own floor for a single executable (\`SEA floor\`, the same node binary) is ${mb(floor.rssMb.avg)} MB RSS: kb-agent adds ${mb(agent.rssMb.avg - floor.rssMb.avg)} MB on top of it (\`${agent.name}\`).`);
   }
   lines.push(
     '',
@@ -333,15 +357,26 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const node = REDIS_NODES[0]!;
   const installer = installerRuntimeEnv();
-  // The agent as built, then (same binary) with V8's defaults (the agent sets its own flags,
-  // agent/v8-flags.ts), then with the installer's environment if it sets any, then extras.
-  const variants: Variant[] = [{ name: 'kb-agent', env: {} }, { name: 'kb-agent (V8 defaults)', env: { KB_AGENT_V8_FLAGS: '' } }];
-  if (Object.keys(installer).length) variants.push({ name: 'kb-agent (installer env)', env: installer });
-  variants.push(...args.variants.map((v) => ({ name: `kb-agent (${v.name})`, env: v.env })));
-  variants.push(...args.compare.map((b) => ({ name: `other build (${path.basename(path.dirname(path.dirname(b)))})`, env: {}, binary: b })));
-
   const dir = path.join(os.tmpdir(), `kb-bench-footprint-${process.pid}`);
   mkdirSync(dir, { recursive: true });
+  // The first window measures the process that enrolled and rolled out; every later one an
+  // agent restarted on the node's state (as after a reboot or an upgrade). The harness starts
+  // agents with the installer's runtime environment (test/helpers/installer-env.ts); the
+  // rows after `kb-agent` take parts of the tuning away to show what each part is worth.
+  const unset = Object.fromEntries(Object.keys(installer).map((k) => [k, '']));
+  const variants: Variant[] = [
+    { name: 'kb-agent, first process', env: {} },
+    { name: 'kb-agent', env: {} },
+  ];
+  if (!args.smoke) {
+    if (Object.keys(installer).length) variants.push({ name: 'kb-agent without the installer env', env: unset });
+    variants.push({ name: 'kb-agent, V8 defaults', env: { ...unset, KB_AGENT_V8_FLAGS: '' } });
+  }
+  variants.push(...args.variants.map((v) => ({ name: `kb-agent (${v.name})`, env: v.env })));
+  // The same binary just copied, its page cache left as the write left it (see dropPageCache).
+  if (!args.smoke) variants.push({ name: 'kb-agent (binary just written)', env: {}, binary: path.join(dir, 'kb-agent'), keepPageCache: true });
+  variants.push(...args.compare.map((b) => ({ name: `other build (${path.basename(path.dirname(path.dirname(b)))})`, env: unset, binary: b, other: true })));
+
   log('building the peers (single executables from the same node binary)');
   const floorScript = await bundle(dir, 'floor', PEER_REPORT);
   const libsScript = await bundle(dir, 'libraries', `${LIBRARIES.map((l, i) => `import * as lib${i} from ${JSON.stringify(l)};`).join('\n')}\n(globalThis as Record<string, unknown>).kbLibraries = [${LIBRARIES.map((_, i) => `lib${i}`).join(', ')}];\n${PEER_REPORT}`);
@@ -358,6 +393,7 @@ async function main(): Promise<void> {
   try {
     log(`starting kb (coordinator + agent ${node.name}) in ${cluster.dir}`);
     useCredentials(cluster, node.name);
+    dropPageCache(dist('kb-agent'));
     await cluster.start();
     const r = await cluster.kbctl(['rollout', 'redis', '--min-healthy-time', '1s', '--healthy-deadline', '90s']);
     if (r.code !== 0) throw new Error(`rollout redis failed: ${r.stdout}\n${r.stderr}`);
@@ -378,6 +414,13 @@ async function main(): Promise<void> {
     }
 
     for (const [i, v] of variants.entries()) {
+      if (i === 0) {
+        // the agent that enrolled and rolled out, still running
+      } else if (v.keepPageCache && v.binary) {
+        rmSync(v.binary, { force: true });
+        copyFileSync(dist('kb-agent'), v.binary);
+        chmodSync(v.binary, 0o755);
+      } else dropPageCache(v.binary ?? dist('kb-agent'));
       if (i > 0) {
         log(`restarting the agent with ${envText(v.env)}`);
         await cluster.agents.get(node.name)!.kill('SIGTERM');
@@ -391,16 +434,19 @@ async function main(): Promise<void> {
       await sleep(args.settleS * 1000);
       const pid = cluster.agents.get(node.name)!.child.pid!;
       log(`${v.name}: healthy; idle for ${args.idleS} s${i === 0 ? ` with ${peers.length} peers` : ''}`);
-      const targets: Target[] = [{ name: v.name, what: 'the real agent, enrolled over mTLS, managing redis + redis-sentinel', env: v.env, pid, memory: () => agentMemory(cluster, node.name) }];
+      const targets: Target[] = [{ name: v.name, what: 'the real agent, enrolled over mTLS, managing redis + redis-sentinel', env: effectiveEnv(installer, v.env), pid, memory: () => (v.other ? Promise.resolve(undefined) : agentMemory(cluster, node.name)) }];
       if (i === 0) targets.push(...peers.map((p) => p.target()));
       const m = await measure(targets, args.idleS);
-      if (!(await allHealthy(cluster))) throw new Error(`${node.name} was not healthy at the end of the window: ${(await failing(cluster)).join('; ')}`);
+      for (const x of m) log(`  ${x.name}: RSS avg ${mb(x.rssMb.avg)} MB max ${mb(x.rssMb.max)} MB, PSS ${mb(x.pssMb)} MB, USS ${mb(x.ussMb)} MB, CPU ${x.cpuPercent.toFixed(3)}%, V8 heap ${x.memory ? `${kbMb(x.memory.heapUsedKb)}/${kbMb(x.memory.heapTotalKb)} MB` : 'n/a'}`);
+      await waitFor(`${node.name} still healthy after the window`, () => allHealthy(cluster), 30_000, 500).catch(async (err: unknown) => {
+        throw new Error(`${String(err)}: ${(await failing(cluster)).join('; ')}`);
+      });
       results.splice(i, 0, m[0]!);
       results.push(...m.slice(1));
       if (i === 0) for (const p of peers) p.stop();
     }
 
-    const summary = summarize(results, variants.length, args);
+    const summary = summarize(results, args);
     const extra = args.compare.map((b) => ` --compare-binary ${path.relative(repoRoot, b)}`).join('') + args.variants.map((v) => ` --variant '${v.name}:${Object.entries(v.env).map(([k, x]) => `${k}=${x}`).join(';')}'`).join('');
     const command = `KB_E2E_SUBNET=${process.env.KB_E2E_SUBNET ?? '127.0.1'} npm run bench -- agent-footprint${args.idleS !== 60 ? ` --idle ${args.idleS}` : ''}${args.settleS !== 5 ? ` --settle ${args.settleS}` : ''}${extra}`;
     process.stdout.write(`\n${summary}\n`);
@@ -423,6 +469,7 @@ async function main(): Promise<void> {
     }
   } catch (err) {
     process.stderr.write(`${cluster.dumpLogs(30)}\n`);
+    if (results.length) process.stderr.write(`\nmeasured before the failure:\n${summarize(results, args)}\n`);
     throw err;
   } finally {
     for (const p of peers) p.stop();

@@ -97,6 +97,12 @@ put() { # put SRC DEST MODE
   echo "KB_HOST_ROOT=${root:-/}"
   echo "DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}"
   if [ -n "${KB_SHARED_ENGINE:-}" ]; then echo "KB_SHARED_ENGINE=1"; fi
+  # Runtime of the agent process (lines marked "# runtime" are also what the tests and
+  # bench/agent-footprint run the agent with). --jitless: V8 interprets only, no JIT code
+  # and none of the compilers' pages: ~6 MB less RSS, no CPU cost measured for an idle agent
+  # (docs/benchmarks.md, agent footprint; ADR 0017). It removes WebAssembly (Node prints
+  # "disabling flag --expose_wasm" once at start): the agent uses none (no fetch).
+  echo "NODE_OPTIONS=--jitless"  # runtime
 } >"$tmp/kb-agent.env"
 
 cat >"$tmp/kb-agent.service" <<UNIT
@@ -166,6 +172,13 @@ unit_changed=$changed
 if [ $unit_changed = 1 ]; then restart=1; fi
 put "$tmp/uninstall.sh" "$uninstall" 0700   # a new uninstall script alone restarts nothing
 mkdir -p "$state" && chmod 0700 "$state"
+# The agent binary was just written (or read whole by sha256sum): drop its pages from the page
+# cache, written back first, so that the agent maps them from disk as after a reboot. Pages of
+# a freshly written file can sit in large folios that a process maps whole, code it never runs
+# included: the same agent then shows ~15 MB more RSS (docs/benchmarks.md, agent footprint).
+# Clean pages only, never those a running agent maps; best effort (busybox lacks iflag).
+sync "$bin" 2>/dev/null || sync
+dd if="$bin" iflag=nocache count=0 status=none 2>/dev/null || true
 
 # 4. Start (or leave running).
 if [ $use_systemd = 1 ]; then

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
+import { installerRuntimeEnv } from './installer-env.js';
 import { freePort, Proc, waitFor } from './proc.js';
 import { loadTestbed, type Testbed } from './testbed.js';
 
@@ -216,7 +217,8 @@ export class Cluster {
         if (this.nodes.some((n) => n.name === node)) this.joinToken.left -= 1;
       }
     }
-    const p = new Proc(`agent-${node}`, binary, args, path.join(this.dir, `agent-${node}.log`), { DOCKER_HOST: this.tb.dockerHost, ...extraEnv, ...env });
+    // As installed: with the runtime environment install.sh gives the agent (NODE_OPTIONS...).
+    const p = new Proc(`agent-${node}`, binary, args, path.join(this.dir, `agent-${node}.log`), { ...installerRuntimeEnv(), DOCKER_HOST: this.tb.dockerHost, ...extraEnv, ...env });
     this.agents.set(node, p);
     return p;
   }

@@ -40,6 +40,18 @@ describe('install.sh', () => {
     expect(s).toMatch(/^KillMode=process$/m);
   });
 
+  it('drops the just-written agent binary from the page cache (written back first) before starting it', () => {
+    const s = renderInstallScript(params);
+    const put = s.indexOf('put "$agent" "$bin" 0755');
+    const sync = s.indexOf('sync "$bin"');
+    const drop = s.indexOf('dd if="$bin" iflag=nocache count=0 status=none 2>/dev/null || true');
+    const start = s.indexOf('# 4. Start');
+    expect(put).toBeGreaterThan(0);
+    expect(sync).toBeGreaterThan(put);
+    expect(drop).toBeGreaterThan(sync);
+    expect(start).toBeGreaterThan(drop);
+  });
+
   it('refuses values that are not shell-safe', () => {
     expect(() => renderInstallScript({ ...params, coordinator: "x'; rm -rf / #" })).toThrow('not shell-safe');
   });
