@@ -27,7 +27,8 @@
  *
  * --variant adds an agent run with that environment (e.g. 'jitless:NODE_OPTIONS=--jitless');
  * --compare-binary runs another build of the agent (e.g. one of an older commit) the same way;
- * --smoke keeps only the first two agent windows (test/e2e/bench-footprint-smoke.test.ts).
+ * --smoke keeps only the first two agent windows and the floor peers (for
+ * test/e2e/bench-footprint-smoke.test.ts).
  * Needs the test bed and dist/ (bench/run.mjs does both); uses $KB_E2E_SUBNET (default
  * 127.0.1) like the e2e tests: the node is .1.
  */
@@ -379,9 +380,9 @@ async function main(): Promise<void> {
 
   log('building the peers (single executables from the same node binary)');
   const floorScript = await bundle(dir, 'floor', PEER_REPORT);
-  const libsScript = await bundle(dir, 'libraries', `${LIBRARIES.map((l, i) => `import * as lib${i} from ${JSON.stringify(l)};`).join('\n')}\n(globalThis as Record<string, unknown>).kbLibraries = [${LIBRARIES.map((_, i) => `lib${i}`).join(', ')}];\n${PEER_REPORT}`);
+  const libsScript = args.smoke ? undefined : await bundle(dir, 'libraries', `${LIBRARIES.map((l, i) => `import * as lib${i} from ${JSON.stringify(l)};`).join('\n')}\n(globalThis as Record<string, unknown>).kbLibraries = [${LIBRARIES.map((_, i) => `lib${i}`).join(', ')}];\n${PEER_REPORT}`);
   const floorSea = sea(dir, 'floor-sea', floorScript);
-  const libsSea = sea(dir, 'libraries-sea', libsScript);
+  const libsSea = libsScript && sea(dir, 'libraries-sea', libsScript);
 
   // Production intervals: heartbeat and health every 5 s, full reconcile every 10 s.
   const cluster = new Cluster({
@@ -404,9 +405,9 @@ async function main(): Promise<void> {
     peers.push(
       new Peer('node floor', 'plain node running a script that only waits', process.execPath, [floorScript], {}),
       new Peer('SEA floor', 'single executable of a script that only waits', floorSea, [], {}),
-      new Peer('SEA + libraries', 'single executable that loads every library the agent depends on, then waits', libsSea, [], {}),
     );
-    if (Object.keys(peerEnv).length) {
+    if (libsSea) peers.push(new Peer('SEA + libraries', 'single executable that loads every library the agent depends on, then waits', libsSea, [], {}));
+    if (Object.keys(peerEnv).length && libsSea) {
       peers.push(
         new Peer('SEA floor', 'single executable of a script that only waits', floorSea, [], peerEnv),
         new Peer('SEA + libraries', 'single executable that loads every library the agent depends on, then waits', libsSea, [], peerEnv),
