@@ -182,11 +182,11 @@ async function measure(targets: Target[], seconds: number): Promise<Measured[]> 
 }
 
 /**
- * Drops `file`'s pages from the page cache (written back first), as after a reboot or as the
- * installer leaves the binary (install.sh). A freshly written file sits in the page cache in
- * large folios, and on recent kernels a process mapping it gets whole folios mapped, code it
- * never runs included: the same binary then shows ~15 MB more RSS. Every executable measured
- * here starts from the same, dropped, state unless a variant says otherwise.
+ * Drops `file`'s pages from the page cache (written back first): the state after a reboot,
+ * the steady state of a node. How the executable's pages sit in the page cache (folio sizes
+ * left by the write, or by readahead after a drop) changes how many of them a process gets
+ * mapped, by more than 15 MB for the very same binary on recent kernels; every executable
+ * measured here starts from this same state unless a variant says otherwise.
  */
 function dropPageCache(file: string): void {
   execFileSync('sync', [file]);
@@ -296,7 +296,7 @@ function summarize(results: Measured[], args: Args): string {
   const lines = [
     `Idle window ${args.idleS} s per agent run (sampled every second, once the module was healthy plus ${args.settleS} s). ` +
       '`kb-agent, first process` is the agent that enrolled and ran the rollout; every other agent row is the agent restarted on the node\'s state (as after a reboot or upgrade) with that environment. ' +
-      'The peers idled during the first window. Every executable\'s page cache was dropped before it started (as install.sh leaves the agent), except in `binary just written`.',
+      'The peers idled during the first window. Every executable\'s page cache was dropped before it started (the state after a reboot), except in `binary just written` (a fresh copy, as right after an install).',
     '',
     '| process | environment | RSS avg | RSS max | PSS | USS | anonymous | CPU (% of one core) | threads |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
@@ -394,8 +394,11 @@ async function main(): Promise<void> {
   try {
     log(`starting kb (coordinator + agent ${node.name}) in ${cluster.dir}`);
     useCredentials(cluster, node.name);
+    await cluster.cleanContainers();
+    await cluster.startCoordinator(); // reads dist/kb-agent whole (its sha256 for install.sh)
     dropPageCache(dist('kb-agent'));
-    await cluster.start();
+    await cluster.startAgent(node.name);
+    await cluster.waitReady([node.name]);
     const r = await cluster.kbctl(['rollout', 'redis', '--min-healthy-time', '1s', '--healthy-deadline', '90s']);
     if (r.code !== 0) throw new Error(`rollout redis failed: ${r.stdout}\n${r.stderr}`);
     const containers = await cluster.containers(node.name);
@@ -415,16 +418,15 @@ async function main(): Promise<void> {
     }
 
     for (const [i, v] of variants.entries()) {
-      if (i === 0) {
-        // the agent that enrolled and rolled out, still running
-      } else if (v.keepPageCache && v.binary) {
-        rmSync(v.binary, { force: true });
-        copyFileSync(dist('kb-agent'), v.binary);
-        chmodSync(v.binary, 0o755);
-      } else dropPageCache(v.binary ?? dist('kb-agent'));
       if (i > 0) {
         log(`restarting the agent with ${envText(v.env)}`);
         await cluster.agents.get(node.name)!.kill('SIGTERM');
+        // Once no process maps it, so that all of it leaves the page cache.
+        if (v.keepPageCache && v.binary) {
+          rmSync(v.binary, { force: true });
+          copyFileSync(dist('kb-agent'), v.binary);
+          chmodSync(v.binary, 0o755);
+        } else dropPageCache(v.binary ?? dist('kb-agent'));
         await cluster.startAgent(node.name, v.env, undefined, v.binary);
       }
       const agent = cluster.agents.get(node.name)!;

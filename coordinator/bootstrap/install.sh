@@ -172,13 +172,6 @@ unit_changed=$changed
 if [ $unit_changed = 1 ]; then restart=1; fi
 put "$tmp/uninstall.sh" "$uninstall" 0700   # a new uninstall script alone restarts nothing
 mkdir -p "$state" && chmod 0700 "$state"
-# The agent binary was just written (or read whole by sha256sum): drop its pages from the page
-# cache, written back first, so that the agent maps them from disk as after a reboot. Pages of
-# a freshly written file can sit in large folios that a process maps whole, code it never runs
-# included: the same agent then shows ~15 MB more RSS (docs/benchmarks.md, agent footprint).
-# Clean pages only, never those a running agent maps; best effort (busybox lacks iflag).
-sync "$bin" 2>/dev/null || sync
-dd if="$bin" iflag=nocache count=0 status=none 2>/dev/null || true
 
 # 4. Start (or leave running).
 if [ $use_systemd = 1 ]; then

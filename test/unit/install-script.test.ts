@@ -41,18 +41,6 @@ describe('install.sh', () => {
     expect(s).toMatch(/^KillMode=process$/m);
   });
 
-  it('drops the just-written agent binary from the page cache (written back first) before starting it', () => {
-    const s = renderInstallScript(params);
-    const put = s.indexOf('put "$agent" "$bin" 0755');
-    const sync = s.indexOf('sync "$bin"');
-    const drop = s.indexOf('dd if="$bin" iflag=nocache count=0 status=none 2>/dev/null || true');
-    const start = s.indexOf('# 4. Start');
-    expect(put).toBeGreaterThan(0);
-    expect(sync).toBeGreaterThan(put);
-    expect(drop).toBeGreaterThan(sync);
-    expect(start).toBeGreaterThan(drop);
-  });
-
   it('gives the agent NODE_OPTIONS=--jitless in its env file, on a # runtime line the test harness and the bench also read', () => {
     const s = renderInstallScript(params);
     expect(s).toMatch(/^ {2}echo "NODE_OPTIONS=--jitless" {2}# runtime$/m);
