@@ -9,7 +9,8 @@
  */
 import https from 'node:https';
 import { KbError } from '../shared/errors/index.js';
-import { caPin, certInfo, createCsr, exportPrivateKeyPem, generateKeyPair, isIssuedBy, parseToken } from '../shared/tls/index.js';
+import { parseToken } from '../shared/tls/token.js';
+import { caPin, certInfo, exportPrivateKeyPem, generateKeyPair, isIssuedBy } from '../shared/tls/x509.js';
 import { keyMatchesCert, saveIdentity } from './identity.js';
 
 /** Thrown when enrollment fails; the message says at which step and never contains the token. */
@@ -83,6 +84,8 @@ export async function enroll(o: EnrollOptions): Promise<Enrolled> {
   const caPem = caReply.body;
 
   const keys = await generateKeyPair();
+  // Loaded only to enroll: the agent never keeps the X.509 library in memory otherwise.
+  const { createCsr } = await import('../shared/tls/x509-make.js');
   const csr = await createCsr(o.node, keys);
   const reply = await request(new URL('/v1/enroll', base), { method: 'POST', ca: caPem, body: JSON.stringify({ token: o.token, csr }), timeoutMs }).catch((err: unknown) => {
     throw new EnrollmentError(`enrollment request to ${base.origin} failed: ${(err as Error).message}`, { cause: err });

@@ -1,11 +1,12 @@
 import { readFileSync, statfsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import type { NodeFacts } from '../proto/types.js';
 
 /**
  * Node facts for health reports, read from /proc and statfs directly (cheap: no child
  * processes, no polling library kept in memory). CPU percent is measured between two
- * successive calls. systeminformation gives the OS description once at start-up.
+ * successive calls. The OS description comes from /etc/os-release once at start-up.
  */
 export class FactsCollector {
   private lastCpu: { idle: number; total: number } | undefined;
@@ -17,12 +18,14 @@ export class FactsCollector {
     this.dockerVersion = v;
   }
 
-  /** Loads the OS description with systeminformation (lazily imported). Never throws. */
-  async describeOs(): Promise<void> {
+  /**
+   * Loads the OS description from /etc/os-release, e.g. "Debian GNU/Linux 12 (bookworm)
+   * (6.1.0-18-amd64)". Never throws: without the file, the os module's answer stays.
+   */
+  async describeOs(file = '/etc/os-release'): Promise<void> {
     try {
-      const si = await import('systeminformation');
-      const info = await si.osInfo();
-      this.osName = `${info.distro} ${info.release} (${info.kernel})`;
+      const name = osReleaseName(await readFile(file, 'utf8'));
+      if (name) this.osName = `${name} (${os.release()})`;
     } catch { /* keep the os module's answer */ }
   }
 
@@ -68,4 +71,14 @@ function readMeminfo(): { total: number; available: number } {
   } catch {
     return { total: os.totalmem(), available: os.freemem() };
   }
+}
+
+/** PRETTY_NAME of an os-release file (os-release(5)), else NAME VERSION; '' when neither. */
+export function osReleaseName(text: string): string {
+  const vars = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim());
+    if (m) vars.set(m[1]!, m[2]!.replace(/^(["'])(.*)\1$/, '$2'));
+  }
+  return vars.get('PRETTY_NAME') || [vars.get('NAME'), vars.get('VERSION')].filter(Boolean).join(' ');
 }

@@ -12,7 +12,8 @@ import * as grpc from '@grpc/grpc-js';
 import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { certInfo, isIssuedBy, writeFileAtomic, type CertInfo } from '../shared/tls/index.js';
+import { writeFileAtomic } from '../shared/tls/files.js';
+import { certInfo, isIssuedBy, type CertInfo } from '../shared/tls/x509.js';
 
 export interface IdentityPaths { dir: string; key: string; cert: string; ca: string }
 

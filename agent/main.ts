@@ -2,6 +2,8 @@
 /**
  * kb-agent entry point: parses options and wires parts together, nothing else.
  */
+// First, before any library allocates: the agent's V8 settings.
+import './v8-flags.js';
 import * as grpc from '@grpc/grpc-js';
 import { Command, Option } from 'commander';
 import os from 'node:os';
@@ -14,6 +16,8 @@ import { DockerDriver } from './driver/docker.js';
 import { enroll } from './enroll.js';
 import { channelCredentials, checkIdentity } from './identity.js';
 import { CertRenewer } from './renew.js';
+import { reportMemoryOnSignal } from './memory.js';
+import { agentV8Flags } from './v8-flags.js';
 
 function isLoopbackAddress(addr: string): boolean {
   const host = addr.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
@@ -70,13 +74,14 @@ program
     }, driver, log);
     await agent.start(credentials);
     renewer?.start();
-    log.info({ coordinators, version: KB_VERSION, mtls: !o.plaintext }, 'agent started');
+    log.info({ coordinators, version: KB_VERSION, mtls: !o.plaintext, v8Flags: agentV8Flags }, 'agent started');
     const stop = () => {
       renewer?.stop();
       void agent.stop().finally(() => process.exit(0));
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
+    reportMemoryOnSignal((memory) => log.info({ memory }, 'memory'));
   });
 
 program

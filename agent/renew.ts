@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { CHANNEL_OPTIONS, kbV1 } from '../proto/index.js';
 import type { RenewRequest, RenewResponse } from '../proto/types.js';
 import { errorMessage } from '../shared/errors/index.js';
-import { certInfo, createCsr, exportPrivateKeyPem, generateKeyPair, isIssuedBy } from '../shared/tls/index.js';
+import { certInfo, exportPrivateKeyPem, generateKeyPair, isIssuedBy } from '../shared/tls/x509.js';
 import { channelCredentials, keyMatchesCert, loadIdentity, saveIdentity } from './identity.js';
 
 /** setTimeout's limit: longer waits are done in steps. */
@@ -69,6 +69,7 @@ export class CertRenewer {
     const current = loadIdentity(this.o.tlsDir);
     if (!current) return false;
     const keys = await generateKeyPair();
+    const { createCsr } = await import('../shared/tls/x509-make.js'); // only when renewing
     const csrPem = await createCsr(this.o.node, keys);
     const keyPem = await exportPrivateKeyPem(keys.privateKey);
     for (const address of this.o.coordinators) {

@@ -47,7 +47,10 @@ const common = {
 
 const t0 = Date.now();
 await Promise.all([
-  build({ ...common, entryPoints: [path.join(root, 'agent/main.ts')], outfile: path.join(dist, 'kb-agent.cjs') }),
+  // The agent's bundle is the single executable's script: V8 keeps its source in memory for
+  // lazy compilation, so it is minified (whitespace and syntax; names kept for logs and stack
+  // traces). See docs/benchmarks.md, agent footprint.
+  build({ ...common, entryPoints: [path.join(root, 'agent/main.ts')], outfile: path.join(dist, 'kb-agent.cjs'), minifyWhitespace: true, minifySyntax: true }),
   build({ ...common, entryPoints: [path.join(root, 'coordinator/main.ts')], outfile: path.join(dist, 'kb-coordinator.cjs'), external: ['better-sqlite3', 'etcd3', 'cockatiel'] }),
   build({ ...common, entryPoints: [path.join(root, 'coordinator/kbctl/bin.ts')], outfile: path.join(dist, 'kbctl.cjs') }),
 ]);

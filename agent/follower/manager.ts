@@ -2,6 +2,7 @@ import type { ModuleState, RedisMasterFollower } from '../../proto/types.js';
 import { errorMessage } from '../../shared/errors/index.js';
 import type { Logger } from '../../shared/log/index.js';
 import { canonicalJson, sha256Hex } from '../../shared/plan/hash.js';
+import { ioredisLoaded, loadIoredis } from '../../shared/redis/client.js';
 import type { RedisAuth } from '../../shared/redis/endpoint.js';
 import type { Outcome } from '../health/types.js';
 import { MasterFollower, type FollowerDeps } from './follower.js';
@@ -26,6 +27,10 @@ export interface FollowerManagerDeps extends Omit<FollowerDeps, 'log'> {
  */
 export class FollowerManager {
   private readonly running = new Map<string, Running>();
+  /** The states of the last sync, re-synced once ioredis has loaded (see sync). */
+  private latest: readonly ModuleState[] = [];
+  private loading: Promise<void> | undefined;
+  private stopped = false;
 
   constructor(private readonly deps: FollowerManagerDeps) {}
 
@@ -55,8 +60,22 @@ export class FollowerManager {
       void r.follower?.stop();
       this.deps.log.info({ module }, spec ? 'follower spec changed: restarting the follower' : 'follower no longer wanted: stopped');
     }
+    this.latest = states;
+    // ioredis is loaded on the first follower only (nodes without one never load it); the
+    // followers start on the re-sync that follows the load, with the latest states.
+    const waitForIoredis = !ioredisLoaded();
+    if (waitForIoredis && [...wanted].some(([m, w]) => !w.error && !this.running.has(m))) {
+      this.loading ??= loadIoredis().then(() => {
+        this.loading = undefined;
+        if (!this.stopped) this.sync(this.latest);
+      }, (err: unknown) => {
+        this.loading = undefined;
+        this.deps.log.error({ err: errorMessage(err) }, 'cannot load the Redis client library: no follower can start');
+      });
+    }
     for (const [module, { spec, key, auth, error }] of wanted) {
       if (this.running.has(module)) continue;
+      if (!error && waitForIoredis) continue;
       if (error) {
         this.running.set(module, { key, error });
         this.deps.log.error({ module, err: error }, 'follower cannot start');
@@ -89,6 +108,7 @@ export class FollowerManager {
   }
 
   async stopAll(): Promise<void> {
+    this.stopped = true;
     const all = [...this.running.values()];
     this.running.clear();
     await Promise.all(all.map((r) => r.follower?.stop()));

@@ -1,6 +1,6 @@
-import { Redis } from 'ioredis';
 import type { ContainerSpec, HealthCheck, ModuleState } from '../../proto/types.js';
 import { errorMessage } from '../../shared/errors/index.js';
+import { loadIoredis } from '../../shared/redis/client.js';
 import { checkPassword } from './password.js';
 import type { CheckInput, Outcome } from './types.js';
 
@@ -87,6 +87,7 @@ export async function redisRoleCheck({ ctx, state, check, timeoutMs }: CheckInpu
   const port = check.port || 6379;
   const { password, error } = await checkPassword(ctx, state, check);
   if (error) return { ok: false, observed: error };
+  const { Redis } = await loadIoredis();
   const client = new Redis({
     host, port, lazyConnect: true, connectTimeout: timeoutMs, commandTimeout: timeoutMs,
     maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false,

@@ -32,6 +32,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type Docker from 'dockerode';
 import { parseEndpoint } from '../../shared/redis/endpoint.js';
+import { loadIoredis } from '../../shared/redis/client.js';
 import { SentinelLinks, parseSwitchMaster } from '../../shared/redis/sentinel.js';
 import { AckWriter, countMissing, deleteKeys, measureFailover } from '../../shared/redis/writer.js';
 import { Cluster, FAST_REDIS_SETTINGS, HA_NODES, REDIS_NODES, repoRoot } from '../../test/helpers/cluster.js';
@@ -210,6 +211,7 @@ async function oneRun(run: number, cluster: Cluster, poller: LegacyPoller, args:
   })])) as Record<Mechanism, AckWriter>;
   for (const w of Object.values(writers)) w.start();
   let switchAt: { atMs: number; to: string } | undefined;
+  await loadIoredis();
   const links = new SentinelLinks(REDIS_NODES.map((n) => ({ host: n.ip, port: 26379 })), { timeoutMs: 1000, auth: currentAuth().sentinel }, ['+switch-master'], (_s, _c, message, atMs) => {
     const sw = parseSwitchMaster(message);
     if (sw && sw.from === old && !switchAt) switchAt = { atMs, to: sw.to };

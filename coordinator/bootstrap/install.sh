@@ -97,6 +97,12 @@ put() { # put SRC DEST MODE
   echo "KB_HOST_ROOT=${root:-/}"
   echo "DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}"
   if [ -n "${KB_SHARED_ENGINE:-}" ]; then echo "KB_SHARED_ENGINE=1"; fi
+  # Runtime of the agent process (lines marked "# runtime" are also what the tests and
+  # bench/agent-footprint run the agent with). --jitless: V8 interprets only, no JIT code
+  # and none of the compilers' pages: ~6 MB less RSS, no CPU cost measured for an idle agent
+  # (docs/benchmarks.md, agent footprint; ADR 0017). It removes WebAssembly (Node prints
+  # "disabling flag --expose_wasm" once at start): the agent uses none (no fetch).
+  echo "NODE_OPTIONS=--jitless"  # runtime
 } >"$tmp/kb-agent.env"
 
 cat >"$tmp/kb-agent.service" <<UNIT

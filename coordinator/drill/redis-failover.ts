@@ -24,6 +24,7 @@ import type { Logger } from 'pino';
 import type { DrillEvent, DrillReport, DrillRequest } from '../../proto/types.js';
 import { InputError, KbError, errorMessage } from '../../shared/errors/index.js';
 import { formatEndpoint, parseEndpoint, type Endpoint, type RedisAuth } from '../../shared/redis/endpoint.js';
+import { loadIoredis } from '../../shared/redis/client.js';
 import { SentinelLinks, askSentinels, describeTally, parseSwitchMaster, tally } from '../../shared/redis/sentinel.js';
 import { AckWriter, countMissing, deleteKeys, measureFailover } from '../../shared/redis/writer.js';
 import { requestContainerAction } from '../container-actions.js';
@@ -133,6 +134,7 @@ export async function runRedisFailoverDrill(deps: DrillDeps, req: DrillRequest, 
 
   let switchAt: { atMs: number; to: string; sentinel: string } | undefined;
   let switchWaiter: (() => void) | undefined;
+  await loadIoredis();
   const links = new SentinelLinks(sentinels, { timeoutMs: 1000, auth: sentinelAuth }, SENTINEL_EVENTS, (sentinel, channel, message, atMs) => {
     if (!message.includes(topo.masterName)) return;
     note(`sentinel ${sentinel}`, `${channel} ${message}`, atMs);

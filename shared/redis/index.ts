@@ -1,3 +1,4 @@
+export * from './client.js';
 export * from './endpoint.js';
 export * from './oneshot.js';
 export * from './sentinel.js';

@@ -1,5 +1,6 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { errorMessage } from '../errors/index.js';
+import { loadIoredis } from './client.js';
 import { authOptions, formatEndpoint, type Endpoint, type RedisAuth } from './endpoint.js';
 
 export interface OneShotOptions {
@@ -15,6 +16,7 @@ export interface OneShotOptions {
  * Works for Redis servers and Sentinels alike. The password never appears in an error.
  */
 export async function withRedis<T>(e: Endpoint, opts: OneShotOptions, fn: (r: Redis) => Promise<T>): Promise<T> {
+  const { Redis } = await loadIoredis();
   const client = new Redis({
     host: e.host, port: e.port, lazyConnect: true, connectTimeout: opts.timeoutMs, commandTimeout: opts.timeoutMs,
     maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false, enableReadyCheck: false,

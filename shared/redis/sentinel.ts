@@ -4,8 +4,9 @@
  * The majority is always of the CONFIGURED Sentinels (3 in KeyBuzz, so 2 votes), never of
  * those that happen to answer: one Sentinel alone, stale or lying, can never decide.
  */
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { errorMessage } from '../errors/index.js';
+import { redisClass } from './client.js';
 import { authOptions, formatEndpoint, type Endpoint, type RedisAuth } from './endpoint.js';
 import { withRedis } from './oneshot.js';
 
@@ -121,6 +122,8 @@ export interface SentinelLinkOptions {
  * queueing, so a dead Sentinel never slows a decision down.
  *
  *   open ──close()──> closed
+ *
+ * ioredis is loaded lazily (./client.ts): await loadIoredis() before constructing.
  */
 export class SentinelLinks {
   readonly endpoints: readonly Endpoint[];
@@ -140,6 +143,7 @@ export class SentinelLinks {
     onEvent?: (sentinel: string, channel: string, message: string, atMs: number) => void,
   ) {
     this.endpoints = sentinels;
+    const Redis = redisClass();
     const retry = (n: number) => Math.min(50 * 2 ** Math.min(n, 10), opts.maxReconnectDelayMs ?? 1000);
     const base = (e: Endpoint) => ({
       host: e.host, port: e.port, connectTimeout: opts.timeoutMs, maxRetriesPerRequest: 0, retryStrategy: retry,

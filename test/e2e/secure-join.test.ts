@@ -142,6 +142,7 @@ describe('adding a server with one line, over mTLS', () => {
     const env = readFileSync(path.join(etc, 'kb-agent.env'), 'utf8');
     expect(env).toContain('KB_NODE=redis-03');
     expect(env).not.toContain('K10'); // the token is never stored
+    expect(env).toMatch(/^NODE_OPTIONS=--jitless$/m); // the agent's runtime flags (ADR 0017)
     const unit = readFileSync(path.join(root3, 'etc/systemd/system/kb-agent.service'), 'utf8');
     expect(unit).toMatch(/^Restart=always$/m);
     expect(unit).toMatch(/^KillMode=process$/m);

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
+import { installerRuntimeEnv } from './installer-env.js';
 import { freePort, Proc, waitFor } from './proc.js';
 import { loadTestbed, type Testbed } from './testbed.js';
 
@@ -65,6 +66,8 @@ export interface ClusterOptions {
   listenHost?: string;
   /** Extra `kb-coordinator run` arguments, e.g. ['--node-cert-ttl', '20s']. */
   coordinatorArgs?: string[];
+  /** Extra `kb-agent run` arguments (later ones win), e.g. ['--reconcile-interval-ms', '10000']. */
+  agentArgs?: string[];
 }
 
 /**
@@ -103,6 +106,8 @@ export class Cluster {
   private readonly healthIntervalMs: number;
   /** Extra `kb-coordinator run` arguments (later ones win). */
   readonly coordinatorArgs: string[];
+  /** Extra `kb-agent run` arguments (later ones win). */
+  readonly agentArgs: string[];
   private joinToken: { token: string; left: number } | undefined;
 
   constructor(opts: ClusterOptions = {}) {
@@ -121,6 +126,7 @@ export class Cluster {
     this.plaintext = Boolean(opts.plaintext);
     this.listenHost = opts.listenHost ?? '127.0.0.1';
     this.coordinatorArgs = opts.coordinatorArgs ?? [];
+    this.agentArgs = opts.agentArgs ?? [];
     this.configFile = path.join(this.dir, 'admin.kbconfig');
     this.dataDir = path.join(this.dir, 'coordinator');
   }
@@ -187,13 +193,14 @@ export class Cluster {
    * Starts the agent of `node`. In mTLS mode its first start enrolls with a join token
    * (one token with a use per cluster node is shared; a refused enrollment uses none).
    * `coordinators`: its --coordinator (default: every coordinator's address, comma-separated).
+   * `binary`: the agent executable (default the single executable dist/kb-agent).
    */
-  async startAgent(node: string, env: NodeJS.ProcessEnv = {}, coordinators = this.coordinatorAddresses()): Promise<Proc> {
+  async startAgent(node: string, env: NodeJS.ProcessEnv = {}, coordinators = this.coordinatorAddresses(), binary = dist('kb-agent')): Promise<Proc> {
     const dir = path.join(this.dir, 'nodes', node);
     mkdirSync(dir, { recursive: true });
     const args = [
       'run', '--node', node, '--coordinator', coordinators, '--state-dir', path.join(dir, 'state'),
-      '--host-root', path.join(dir, 'root'), '--shared-engine', '--reconcile-interval-ms', '2000',
+      '--host-root', path.join(dir, 'root'), '--shared-engine', '--reconcile-interval-ms', '2000', ...this.agentArgs,
     ];
     const extraEnv: NodeJS.ProcessEnv = {};
     if (this.plaintext) {
@@ -210,7 +217,8 @@ export class Cluster {
         if (this.nodes.some((n) => n.name === node)) this.joinToken.left -= 1;
       }
     }
-    const p = new Proc(`agent-${node}`, dist('kb-agent'), args, path.join(this.dir, `agent-${node}.log`), { DOCKER_HOST: this.tb.dockerHost, ...extraEnv, ...env });
+    // As installed: with the runtime environment install.sh gives the agent (NODE_OPTIONS...).
+    const p = new Proc(`agent-${node}`, binary, args, path.join(this.dir, `agent-${node}.log`), { ...installerRuntimeEnv(), DOCKER_HOST: this.tb.dockerHost, ...extraEnv, ...env });
     this.agents.set(node, p);
     return p;
   }

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { installCommand, renderInstallScript } from '../../coordinator/bootstrap/script.js';
+import { installerRuntimeEnv } from '../helpers/installer-env.js';
 
 const params = {
   bootstrapUrl: 'https://install-01:7444',
@@ -44,6 +45,15 @@ describe('install.sh', () => {
     const s = renderInstallScript({ ...params, coordinator: 'install-01:7443,install-02:7443,10.0.0.252:7443' });
     expect(s).toContain("COORDINATOR='install-01:7443,install-02:7443,10.0.0.252:7443'");
     expect(s).toContain('echo "KB_COORDINATOR=$COORDINATOR"');
+  });
+
+  it('gives the agent NODE_OPTIONS=--jitless in its env file, on a # runtime line the test harness and the bench also read', () => {
+    const s = renderInstallScript(params);
+    expect(s).toMatch(/^ {2}echo "NODE_OPTIONS=--jitless" {2}# runtime$/m);
+    expect(installerRuntimeEnv(s)).toEqual({ NODE_OPTIONS: '--jitless' });
+    // the runtime lines are inside the block that writes kb-agent.env
+    const block = s.slice(s.indexOf('echo "# kb-agent environment'), s.indexOf('} >"$tmp/kb-agent.env"'));
+    expect(block).toContain('echo "NODE_OPTIONS=--jitless"');
   });
 
   it('refuses values that are not shell-safe', () => {
