@@ -35,6 +35,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { CHANNEL_OPTIONS, kbV1 } from '../../proto/index.js';
 import type { AgentMessage, CoordinatorMessage, ModuleState, NodeFacts } from '../../proto/types.js';
+import { backoffDelay, DEFAULT_BACKOFF } from '../../agent/session.js';
 import { createCsr, exportPrivateKeyPem, generateKeyPair } from '../../shared/tls/index.js';
 import { ControlClient } from '../../coordinator/kbctl/client.js';
 import { readKbConfig } from '../../coordinator/kbctl/config.js';
@@ -53,14 +54,14 @@ const NO_ENGINE = 'simulated agent (bench/fleet): no container engine behind thi
 interface Identity { node: string; keyPem: string; certPem: string }
 type ToWorker =
   | { cmd: 'enroll'; nodes: string[]; bootstrapUrl: string; token: string; caPem: string; concurrency: number }
-  | { cmd: 'connect'; target: string; caPem: string; serverName: string; concurrency: number }
+  | { cmd: 'connect'; target: string; caPem: string; concurrency: number }
   | { cmd: 'disconnect' }
   | { cmd: 'stats' };
 type FromWorker =
   | { ev: 'enrolled'; count: number; failed: string[] }
   | { ev: 'connected'; count: number; failed: string[]; lastMs: number }
   | { ev: 'disconnected' }
-  | { ev: 'stats'; acks: number[]; received: number; results: number; health: number; heartbeats: number; sample?: ModuleState; open: number };
+  | { ev: 'stats'; acks: number[]; received: number; results: number; health: number; heartbeats: number; sample?: ModuleState; open: number; drops: number; lastError: string };
 
 // ---------------------------------------------------------------- worker role
 
@@ -81,7 +82,7 @@ async function workerRole(): Promise<void> {
         });
         send({ ev: 'enrolled', count: ids.length, failed });
       } else if (m.cmd === 'connect') {
-        sessions = ids.map((id) => new SimSession(id, m.target, m.caPem, m.serverName));
+        sessions = ids.map((id) => new SimSession(id, m.target, m.caPem));
         const failed: string[] = [];
         let lastMs = 0;
         await pool(sessions, m.concurrency, async (s) => {
@@ -103,6 +104,7 @@ async function workerRole(): Promise<void> {
           acks: sessions.map((s) => s.ackAtMs).filter((x) => x > 0),
           received: sum((s) => s.desiredCount), results: sum((s) => s.resultCount), health: sum((s) => s.healthCount), heartbeats: sum((s) => s.heartbeatCount),
           sample: sessions.find((s) => s.held)?.held, open: sessions.filter((s) => s.isOpen).length,
+          drops: sum((s) => s.drops), lastError: sessions.find((s) => s.lastError)?.lastError ?? '',
         });
       }
     })().catch((err: unknown) => {
@@ -160,38 +162,57 @@ class SimSession {
   healthCount = 0;
   heartbeatCount = 0;
   isOpen = false;
+  /** Sessions lost (or attempts failed) and re-opened after a backoff, as a real agent does. */
+  drops = 0;
+  lastError = '';
+  private attempt = 0;
+  private closed = false;
 
-  constructor(readonly id: Identity, private readonly target: string, private readonly caPem: string, private readonly serverName: string) {}
+  constructor(readonly id: Identity, private readonly target: string, private readonly caPem: string) {}
 
-  /** Opens the session; resolves with the time the coordinator's settings arrived. */
+  /** Opens the session; resolves with the time the first settings arrived. Reconnects like agent/session.ts afterwards. */
   open(): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no settings within 180 s (${this.drops} failed attempts; last: ${this.lastError})`)), 180_000);
+      this.connect((at) => {
+        clearTimeout(t);
+        resolve(at);
+      });
+    });
+  }
+
+  private connect(onOpen?: (atMs: number) => void): void {
+    if (this.closed) return;
+    this.client?.close();
     const creds = grpc.credentials.createSsl(Buffer.from(this.caPem), Buffer.from(this.id.keyPem), Buffer.from(this.id.certPem));
     // One TCP connection per session: grpc-js otherwise shares one subchannel per target and options.
-    this.client = new (kbV1().AgentService)(this.target, creds, {
-      ...CHANNEL_OPTIONS, 'grpc.use_local_subchannel_pool': 1,
-    });
+    this.client = new (kbV1().AgentService)(this.target, creds, { ...CHANNEL_OPTIONS, 'grpc.use_local_subchannel_pool': 1 });
     const call = (this.client as grpc.Client & { Session: () => grpc.ClientDuplexStream<AgentMessage, CoordinatorMessage> }).Session();
     this.call = call;
-    return new Promise<number>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('no settings within 120 s')), 120_000);
-      call.on('data', (msg: CoordinatorMessage) => {
-        if (msg.settings) {
-          clearTimeout(t);
-          this.isOpen = true;
-          this.startTimers(msg.settings.heartbeatIntervalMs, msg.settings.healthIntervalMs);
-          resolve(Date.now());
-        } else if (msg.desired) {
-          this.onDesired(msg.desired);
-        }
-      });
-      call.on('error', (err: grpc.ServiceError) => {
-        clearTimeout(t);
-        this.isOpen = false;
-        reject(new Error(err.details || err.message));
-      });
-      call.on('end', () => { this.isOpen = false; });
-      call.write({ hello: { nodeName: this.id.node, agentVersion: SIM_VERSION, desired: [] } });
+    let ended = false;
+    const lost = (reason: string) => {
+      if (ended || this.closed) return;
+      ended = true;
+      this.isOpen = false;
+      this.drops++;
+      this.lastError = reason;
+      setTimeout(() => this.connect(onOpen), backoffDelay(DEFAULT_BACKOFF, this.attempt++));
+    };
+    call.on('data', (msg: CoordinatorMessage) => {
+      if (msg.settings) {
+        this.isOpen = true;
+        this.attempt = 0;
+        if (!this.timers.length) this.startTimers(msg.settings.heartbeatIntervalMs, msg.settings.healthIntervalMs);
+        onOpen?.(Date.now());
+        onOpen = undefined;
+      } else if (msg.desired) {
+        this.onDesired(msg.desired);
+      }
     });
+    call.on('error', (err: grpc.ServiceError) => lost(err.details || err.message));
+    call.on('end', () => lost('server ended the stream'));
+    const h = this.held;
+    call.write({ hello: { nodeName: this.id.node, agentVersion: SIM_VERSION, desired: h ? [{ module: h.module, revision: h.revision, specHash: h.specHash }] : [] } });
   }
 
   private onDesired(state: ModuleState): void {
@@ -237,6 +258,7 @@ class SimSession {
   }
 
   close(): void {
+    this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     this.isOpen = false;
     try {
@@ -378,6 +400,8 @@ interface Side {
   fanout: { acked: number; p50Ms: number | undefined; p99Ms: number | undefined; maxMs: number | undefined };
   ingest: { cpuPercent: number; seconds: number; reports: number };
   rssMb: number; hwmMb: number;
+  /** Sessions lost and re-opened by the simulated agents during the phase; sessions open at its end. */
+  drops: number; openAtEnd: number; lastError: string;
   rollout?: { state: string; endMs: number; nodes: number };
 }
 
@@ -394,12 +418,13 @@ async function allStats(workers: Worker[]) {
   return {
     acks: st.flatMap((s) => s.acks), received: st.reduce((a, s) => a + s.received, 0), health: st.reduce((a, s) => a + s.health, 0),
     open: st.reduce((a, s) => a + s.open, 0), sample: st.find((s) => s.sample)?.sample,
+    drops: st.reduce((a, s) => a + s.drops, 0), lastError: st.find((s) => s.lastError)?.lastError ?? '',
   };
 }
 
 async function connectAll(workers: Worker[], target: string, caPem: string, pid: number, host: string, port: number): Promise<Pick<Side, 'connected' | 'connectMs' | 'failed' | 'tcp'>> {
   const t0 = Date.now();
-  const res = await Promise.all(workers.map((w) => w.ask<Extract<FromWorker, { ev: 'connected' }>>({ cmd: 'connect', target, caPem, serverName: HOST, concurrency: 64 })));
+  const res = await Promise.all(workers.map((w) => w.ask<Extract<FromWorker, { ev: 'connected' }>>({ cmd: 'connect', target, caPem, concurrency: 64 })));
   const connectMs = Math.max(...res.map((r) => r.lastMs)) - t0;
   const failed = res.flatMap((r) => r.failed);
   await sleep(500);
@@ -519,10 +544,12 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     await sleep(11_000); // a full health round after the rollout's writes
     const kbIngest = await measureIngest(workers, pid, args.ingestS);
     const kbUse = procUsage(pid);
-    log(`N=${n}: kb: ingest ${kbIngest.cpuPercent.toFixed(1)}% of one core over ${kbIngest.seconds.toFixed(0)} s (${kbIngest.reports} reports); RSS ${(kbUse.rssBytes / 2 ** 20).toFixed(0)} MB`);
+    const kbEnd = await allStats(workers);
+    log(`N=${n}: kb: ingest ${kbIngest.cpuPercent.toFixed(1)}% of one core over ${kbIngest.seconds.toFixed(0)} s (${kbIngest.reports} reports); RSS ${(kbUse.rssBytes / 2 ** 20).toFixed(0)} MB; ${kbEnd.open} sessions open, ${kbEnd.drops} lost and re-opened${kbEnd.lastError ? ` (last: ${kbEnd.lastError})` : ''}`);
     const kb: Side = {
       ...kbConn, fanout: { acked: kbAcks.length, p50Ms: percentile(kbAcks, 50), p99Ms: percentile(kbAcks, 99), maxMs: percentile(kbAcks, 100) },
       ingest: kbIngest, rssMb: kbUse.rssBytes / 2 ** 20, hwmMb: kbUse.hwmBytes / 2 ** 20, rollout,
+      drops: kbEnd.drops, openAtEnd: kbEnd.open, lastError: kbEnd.lastError,
     };
     control2.close();
     await Promise.all(workers.map((w) => w.ask({ cmd: 'disconnect' })));
@@ -544,10 +571,12 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     await sleep(11_000);
     const flIngest = await measureIngest(workers, floor.pid!, args.ingestS);
     const flUse = procUsage(floor.pid!);
-    log(`N=${n}: floor: ingest ${flIngest.cpuPercent.toFixed(1)}% over ${flIngest.seconds.toFixed(0)} s; RSS ${(flUse.rssBytes / 2 ** 20).toFixed(0)} MB`);
+    const flEnd = await allStats(workers);
+    log(`N=${n}: floor: ingest ${flIngest.cpuPercent.toFixed(1)}% over ${flIngest.seconds.toFixed(0)} s; RSS ${(flUse.rssBytes / 2 ** 20).toFixed(0)} MB; ${flEnd.open} sessions open, ${flEnd.drops} lost and re-opened`);
     const fl: Side = {
       ...flConn, fanout: { acked: flAcks.length, p50Ms: percentile(flAcks, 50), p99Ms: percentile(flAcks, 99), maxMs: percentile(flAcks, 100) },
       ingest: flIngest, rssMb: flUse.rssBytes / 2 ** 20, hwmMb: flUse.hwmBytes / 2 ** 20,
+      drops: flEnd.drops, openAtEnd: flEnd.open, lastError: flEnd.lastError,
     };
     await Promise.all(workers.map((w) => w.ask({ cmd: 'disconnect' })));
     return { nodes: n, kb, floor: fl, loadavg: os.loadavg(), enrollMs, stretch };
@@ -565,15 +594,15 @@ const ratio = (a: number | undefined, b: number | undefined) => (a === undefined
 
 function summarize(results: SizeResult[]): string {
   const lines = [
-    '| nodes | side | connected (TCP conns) | time to connect all | fan-out p50 | fan-out p99 | ingest CPU (% of one core) | RSS | load avg (1/5/15 min) |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| nodes | side | connected (TCP conns) | time to connect all | fan-out p50 | fan-out p99 | ingest CPU (% of one core) | RSS | sessions lost / open at end | load avg (1/5/15 min) |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of results) {
     const la = r.loadavg.map((x) => x.toFixed(1)).join(' / ');
     for (const [name, s] of [['kb', r.kb], ['floor', r.floor]] as const) {
-      lines.push(`| ${r.nodes}${r.stretch ? ' (stretch)' : ''} | ${name} | ${s.connected}/${r.nodes} (${s.tcp}) | ${fmtMs(s.connectMs)} | ${fmtMs(s.fanout.p50Ms)} | ${fmtMs(s.fanout.p99Ms)} | ${s.ingest.cpuPercent.toFixed(1)} % | ${Math.round(s.rssMb)} MB | ${name === 'kb' ? la : ''} |`);
+      lines.push(`| ${r.nodes}${r.stretch ? ' (stretch)' : ''} | ${name} | ${s.connected}/${r.nodes} (${s.tcp}) | ${fmtMs(s.connectMs)} | ${fmtMs(s.fanout.p50Ms)} | ${fmtMs(s.fanout.p99Ms)} | ${s.ingest.cpuPercent.toFixed(1)} % | ${Math.round(s.rssMb)} MB | ${s.drops} / ${s.openAtEnd} | ${name === 'kb' ? la : ''} |`);
     }
-    lines.push(`| ${r.nodes} | kb/floor | | ${ratio(r.kb.connectMs, r.floor.connectMs)} | ${ratio(r.kb.fanout.p50Ms, r.floor.fanout.p50Ms)} | ${ratio(r.kb.fanout.p99Ms, r.floor.fanout.p99Ms)} | ${ratio(r.kb.ingest.cpuPercent, r.floor.ingest.cpuPercent)} | ${ratio(r.kb.rssMb, r.floor.rssMb)} | |`);
+    lines.push(`| ${r.nodes} | kb/floor | | ${ratio(r.kb.connectMs, r.floor.connectMs)} | ${ratio(r.kb.fanout.p50Ms, r.floor.fanout.p50Ms)} | ${ratio(r.kb.fanout.p99Ms, r.floor.fanout.p99Ms)} | ${ratio(r.kb.ingest.cpuPercent, r.floor.ingest.cpuPercent)} | ${ratio(r.kb.rssMb, r.floor.rssMb)} | | |`);
   }
   const at = results.find((r) => r.nodes === 5000 && !r.stretch) ?? results.filter((r) => !r.stretch).at(-1);
   lines.push('');
