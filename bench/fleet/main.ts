@@ -3,7 +3,8 @@
  * a bare grpc-js server holding the same number of mTLS streams (docs/benchmarks.md).
  *
  *   npm run bench -- fleet [--nodes 1000,5000] [--stretch 10000] [--workers 4]
- *                          [--ingest-s 30] [--transport mtls] [--no-docs] [--json FILE]
+ *                          [--ingest-s 30] [--health-interval-ms 10000] [--transport mtls]
+ *                          [--no-docs] [--json FILE]
  *
  * One process file, three roles (this bundle re-runs itself):
  *  - main: writes an inventory of N lb/internal-haproxy nodes on loopback addresses
@@ -53,7 +54,7 @@ const NO_ENGINE = 'simulated agent (bench/fleet): no container engine behind thi
 
 interface Identity { node: string; keyPem: string; certPem: string }
 type ToWorker =
-  | { cmd: 'enroll'; nodes: string[]; bootstrapUrl: string; token: string; caPem: string; concurrency: number }
+  | { cmd: 'enroll'; nodes: { node: string; token: string }[]; bootstrapUrl: string; caPem: string; concurrency: number }
   | { cmd: 'connect'; target: string; caPem: string; concurrency: number }
   | { cmd: 'disconnect' }
   | { cmd: 'stats' };
@@ -73,9 +74,9 @@ async function workerRole(): Promise<void> {
     void (async () => {
       if (m.cmd === 'enroll') {
         const failed: string[] = [];
-        await pool(m.nodes, m.concurrency, async (node) => {
+        await pool(m.nodes, m.concurrency, async ({ node, token }) => {
           try {
-            ids.push(await enrollOne(node, m.bootstrapUrl, m.token, m.caPem));
+            ids.push(await enrollOne(node, m.bootstrapUrl, token, m.caPem));
           } catch (err) {
             failed.push(`${node}: ${(err as Error).message}`);
           }
@@ -307,10 +308,10 @@ function floorRole(): void {
 
 // ---------------------------------------------------------------- main role
 
-interface Args { nodes: number[]; stretch: number[]; workers: number; ingestS: number; docs: boolean; json?: string; transport: string }
+interface Args { nodes: number[]; stretch: number[]; workers: number; ingestS: number; healthMs: number; docs: boolean; json?: string; transport: string }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { nodes: [1000, 5000], stretch: [], workers: 4, ingestS: 30, docs: true, transport: 'mtls' };
+  const a: Args = { nodes: [1000, 5000], stretch: [], workers: 4, ingestS: 30, healthMs: 10_000, docs: true, transport: 'mtls' };
   const list = (v: string | undefined, flag: string) => {
     const xs = (v ?? '').split(',').map(Number);
     if (!xs.length || xs.some((x) => !Number.isInteger(x) || x < 1)) throw new Error(`${flag} ${v}: expected a comma-separated list of node counts`);
@@ -322,6 +323,7 @@ function parseArgs(argv: string[]): Args {
     else if (f === '--stretch') a.stretch = list(argv[++i], f);
     else if (f === '--workers') a.workers = Number(argv[++i]);
     else if (f === '--ingest-s') a.ingestS = Number(argv[++i]);
+    else if (f === '--health-interval-ms') a.healthMs = Number(argv[++i]);
     else if (f === '--no-docs') a.docs = false;
     else if (f === '--json') a.json = argv[++i];
     else if (f === '--transport') a.transport = argv[++i] ?? '';
@@ -329,7 +331,8 @@ function parseArgs(argv: string[]): Args {
   }
   if (a.transport !== 'mtls') throw new Error(`--transport ${a.transport}: only mtls is supported (kb agents always use mTLS)`);
   if (!Number.isInteger(a.workers) || a.workers < 1) throw new Error('--workers: expected a positive integer');
-  if (!(a.ingestS >= 5)) throw new Error('--ingest-s: expected at least 5');
+  if (!(a.ingestS >= 1)) throw new Error('--ingest-s: expected at least 1');
+  if (!(a.healthMs >= 500)) throw new Error('--health-interval-ms: expected at least 500');
   return a;
 }
 
@@ -493,7 +496,7 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     '--bootstrap-listen', `${HOST}:${bootPort}`, '--agent-binary', dist('kb-agent'),
     // Every simulated node enrolls from the same source address: raise the per-source limit (documented flags).
     '--enroll-burst', String(n + 10), '--enroll-per-minute', String(Math.max(600, n * 10)),
-    '--health-interval-ms', '10000', '--heartbeat-ms', '5000',
+    '--health-interval-ms', String(args.healthMs), '--heartbeat-ms', '5000',
   ];
   const logFile = path.join(dir, 'coordinator.log');
   let coord = startCoordinator(runArgs, logFile);
@@ -503,12 +506,16 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     await waitListening(coord, logFile);
     const cfg = readKbConfig(adminConfig);
     const control = new ControlClient({ address: `${HOST}:${grpcPort}`, plaintext: false, tls: { ca: cfg.ca, certificate: cfg.certificate, key: cfg.key }, timeoutMs: 600_000 });
-    const tok = await control.createToken({ ttlMs: 3_600_000, uses: n, node: '', description: `bench/fleet ${n} simulated nodes` });
-    const names = Array.from({ length: n }, (_, i) => nodeName(i));
+    // A join token has at most 1000 uses: one token per 1000 nodes.
+    const tokens: string[] = [];
+    for (let k = 0; k * 1000 < n; k++) {
+      tokens.push((await control.createToken({ ttlMs: 3_600_000, uses: Math.min(1000, n - k * 1000), node: '', description: `bench/fleet simulated nodes ${k * 1000 + 1}-${Math.min(n, (k + 1) * 1000)}` })).token);
+    }
+    const names = Array.from({ length: n }, (_, i) => ({ node: nodeName(i), token: tokens[Math.floor(i / 1000)]! }));
     log(`N=${n}: enrolling ${n} nodes through https://${HOST}:${bootPort}/v1/enroll (${args.workers} workers)`);
     const te = Date.now();
     const enrolled = await Promise.all(workers.map((w, k) => w.ask<Extract<FromWorker, { ev: 'enrolled' }>>({
-      cmd: 'enroll', nodes: names.filter((_, i) => i % args.workers === k), bootstrapUrl: `https://${HOST}:${bootPort}`, token: tok.token, caPem: cfg.ca, concurrency: 8,
+      cmd: 'enroll', nodes: names.filter((_, i) => i % args.workers === k), bootstrapUrl: `https://${HOST}:${bootPort}`, caPem: cfg.ca, concurrency: 8,
     })));
     const enrollMs = Date.now() - te;
     const enrollFailed = enrolled.flatMap((e) => e.failed);
@@ -541,7 +548,7 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     }
     log(`N=${n}: kb: rollout ${rollout ? `${rollout.state} after ${rollout.endMs} ms (every simulated node answers "no container engine")` : 'still running after 300 s'}`);
     const sample = (await allStats(workers)).sample;
-    await sleep(11_000); // a full health round after the rollout's writes
+    await sleep(args.healthMs + 1000); // a full health round after the rollout's writes
     const kbIngest = await measureIngest(workers, pid, args.ingestS);
     const kbUse = procUsage(pid);
     const kbEnd = await allStats(workers);
@@ -558,7 +565,7 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     // ---- floor
     const pki = path.join(dataDir, 'pki');
     floor = spawn(process.execPath, [here, '--role', 'floor', path.join(pki, 'server.crt'), path.join(pki, 'server.key'), path.join(pki, 'ca.crt'), HOST],
-      { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, FLEET_HEALTH_MS: '10000', FLEET_HEARTBEAT_MS: '5000' } });
+      { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, FLEET_HEALTH_MS: String(args.healthMs), FLEET_HEARTBEAT_MS: '5000' } });
     const floorPort = await new Promise<number>((resolve) => floor!.once('message', (m: { port: number }) => resolve(m.port)));
     log(`N=${n}: floor: connecting ${n} sessions`);
     const flConn = await connectAll(workers, `${HOST}:${floorPort}`, cfg.ca, floor.pid!, HOST, floorPort);
@@ -568,7 +575,7 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     floor.send({ cmd: 'fanout', state: sample });
     const flAcks = (await waitAcks(workers, flConn.connected, 300_000)).map((t) => t - f0);
     log(`N=${n}: floor: ${flAcks.length} acks, p50 ${percentile(flAcks, 50)} ms, p99 ${percentile(flAcks, 99)} ms`);
-    await sleep(11_000);
+    await sleep(args.healthMs + 1000);
     const flIngest = await measureIngest(workers, floor.pid!, args.ingestS);
     const flUse = procUsage(floor.pid!);
     const flEnd = await allStats(workers);
@@ -657,7 +664,7 @@ async function mainRole(): Promise<void> {
   }
   const summary = summarize(results);
   process.stdout.write(`\n${summary}\n`);
-  const command = `npm run bench -- fleet --nodes ${args.nodes.join(',')}${args.stretch.length ? ` --stretch ${args.stretch.join(',')}` : ''}${args.workers !== 4 ? ` --workers ${args.workers}` : ''}${args.ingestS !== 30 ? ` --ingest-s ${args.ingestS}` : ''}`;
+  const command = `npm run bench -- fleet --nodes ${args.nodes.join(',')}${args.stretch.length ? ` --stretch ${args.stretch.join(',')}` : ''}${args.workers !== 4 ? ` --workers ${args.workers}` : ''}${args.ingestS !== 30 ? ` --ingest-s ${args.ingestS}` : ''}${args.healthMs !== 10_000 ? ` --health-interval-ms ${args.healthMs}` : ''}`;
   if (args.json) writeFileSync(args.json, JSON.stringify({ args, results }, null, 2));
   if (args.docs) {
     const section = [
