@@ -34,7 +34,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { CHANNEL_OPTIONS, kbV1 } from '../../proto/index.js';
+import { CHANNEL_OPTIONS, kbV1, SERVER_OPTIONS } from '../../proto/index.js';
 import type { AgentMessage, CoordinatorMessage, ModuleState, NodeFacts } from '../../proto/types.js';
 import { backoffDelay, DEFAULT_BACKOFF } from '../../agent/session.js';
 import { createCsr, exportPrivateKeyPem, generateKeyPair } from '../../shared/tls/index.js';
@@ -279,7 +279,9 @@ function floorRole(): void {
   const healthMs = Number(process.env.FLEET_HEALTH_MS ?? 10_000);
   const heartbeatMs = Number(process.env.FLEET_HEARTBEAT_MS ?? 5000);
   const streams = new Set<grpc.ServerDuplexStream<AgentMessage, CoordinatorMessage>>();
-  const server = new grpc.Server();
+  // The coordinator's transport options (message limits and the keepalive policy the agents'
+  // 20 s pings need: with grpc-js defaults the server answers them with GOAWAY too_many_pings).
+  const server = new grpc.Server({ ...SERVER_OPTIONS });
   server.addService(kbV1().AgentService.service, {
     Session: (call: grpc.ServerDuplexStream<AgentMessage, CoordinatorMessage>) => {
       call.on('data', (msg: AgentMessage) => {
@@ -534,6 +536,7 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     log(`N=${n}: kb: ${kbConn.connected}/${n} connected in ${kbConn.connectMs} ms; ${kbConn.tcp} established TCP connections to ${HOST}:${grpcPort}`);
     const control2 = new ControlClient({ address: `${HOST}:${grpcPort}`, plaintext: false, tls: { ca: cfg.ca, certificate: cfg.certificate, key: cfg.key }, timeoutMs: 600_000 });
     const t0 = Date.now();
+    log(`N=${n}: kb: rollout of haproxy to ${n} nodes asked for at ${new Date(t0).toISOString()}`);
     await control2.rollout({ module: 'haproxy', maxParallel: n, healthyDeadlineMs: 600_000, minHealthyTimeMs: 0, undo: false, wait: false }, () => undefined);
     const kbAcks = (await waitAcks(workers, kbConn.connected, 300_000)).map((t) => t - t0);
     log(`N=${n}: kb: ${kbAcks.length} acks, p50 ${percentile(kbAcks, 50)} ms, p99 ${percentile(kbAcks, 99)} ms`);

@@ -327,9 +327,13 @@ export class RolloutEngine {
     const { store, sessions } = this.deps;
     const startMs = Date.now();
     n.phase = 'applying';
-    await this.save(r);
-    await this.event(r, 'node-apply', n.node, `sending revision ${state.revision} (spec ${state.specHash.slice(0, 12)})`);
-    await store.putAssignment({ node: n.node, module: r.module, revision: state.revision, specHash: state.specHash, assignedMs: startMs });
+    // The phase and the assignment are durable before the state is sent (a restarted
+    // coordinator resends it); they are written together, and the event is not waited for.
+    this.background(this.event(r, 'node-apply', n.node, `sending revision ${state.revision} (spec ${state.specHash.slice(0, 12)})`));
+    await Promise.all([
+      this.save(r),
+      store.putAssignment({ node: n.node, module: r.module, revision: state.revision, specHash: state.specHash, assignedMs: startMs }),
+    ]);
     let message: CoordinatorMessage;
     try {
       message = this.deps.secrets ? await this.deps.secrets.desiredMessage(state) : { desired: state };
