@@ -460,7 +460,9 @@ async function waitAcks(workers: Worker[], n: number, timeoutMs: number): Promis
 
 function startCoordinator(args: string[], logFile: string): ChildProcess {
   const out = openSync(logFile, 'a');
-  return spawn(process.execPath, [dist('kb-coordinator.cjs'), 'run', ...args], { stdio: ['ignore', out, out] });
+  // KB_FLEET_PROF=DIR: V8 CPU profiles of the coordinator (one per process) in DIR.
+  const prof = process.env.KB_FLEET_PROF ? [`--cpu-prof`, `--cpu-prof-dir=${process.env.KB_FLEET_PROF}`] : [];
+  return spawn(process.execPath, [...prof, dist('kb-coordinator.cjs'), 'run', ...args], { stdio: ['ignore', out, out] });
 }
 
 async function waitListening(p: ChildProcess, logFile: string): Promise<void> {
@@ -537,7 +539,13 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     const control2 = new ControlClient({ address: `${HOST}:${grpcPort}`, plaintext: false, tls: { ca: cfg.ca, certificate: cfg.certificate, key: cfg.key }, timeoutMs: 600_000 });
     const t0 = Date.now();
     log(`N=${n}: kb: rollout of haproxy to ${n} nodes asked for at ${new Date(t0).toISOString()}`);
-    await control2.rollout({ module: 'haproxy', maxParallel: n, healthyDeadlineMs: 600_000, minHealthyTimeMs: 0, undo: false, wait: false }, () => undefined);
+    const ask = () => control2.rollout({ module: 'haproxy', maxParallel: n, healthyDeadlineMs: 600_000, minHealthyTimeMs: 0, undo: false, wait: false }, () => undefined);
+    await ask().catch(async (err: unknown) => {
+      // The call's stream can drop while the rollout already started: then it runs; otherwise ask once more.
+      log(`N=${n}: kb: the Rollout call failed (${(err as Error).message}); checking whether the rollout started`);
+      const st = await control2.rolloutStatus({ module: 'haproxy', events: false });
+      if (!st.rollout) await ask();
+    });
     const kbAcks = (await waitAcks(workers, kbConn.connected, 300_000)).map((t) => t - t0);
     log(`N=${n}: kb: ${kbAcks.length} acks, p50 ${percentile(kbAcks, 50)} ms, p99 ${percentile(kbAcks, 99)} ms`);
     let rollout: Side['rollout'];
@@ -590,6 +598,10 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     };
     await Promise.all(workers.map((w) => w.ask({ cmd: 'disconnect' })));
     return { nodes: n, kb, floor: fl, loadavg: os.loadavg(), enrollMs, stretch };
+  } catch (err) {
+    const tail = readFileSync(logFile, 'utf8').split('\n').filter((l) => !l.includes('"agent connected"')).slice(-15).join('\n');
+    log(`N=${n} failed; coordinator ${coord.exitCode === null ? 'running' : `exited ${coord.exitCode}`}; its log ends with:\n${tail}`);
+    throw err;
   } finally {
     if (floor) await stopProc(floor);
     await stopProc(coord);
