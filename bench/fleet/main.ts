@@ -252,7 +252,9 @@ class SimSession {
     });
   }
 
+  /** Like agent/session.ts: nothing but the hello is sent before the coordinator's settings arrived. */
   private write(msg: AgentMessage): void {
+    if (!this.isOpen) return;
     try {
       this.call?.write(msg);
     } catch { /* stream gone */ }
@@ -550,7 +552,10 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     log(`N=${n}: kb: ${kbAcks.length} acks, p50 ${percentile(kbAcks, 50)} ms, p99 ${percentile(kbAcks, 99)} ms`);
     let rollout: Side['rollout'];
     for (const until = Date.now() + 300_000; Date.now() < until;) {
-      const st = await control2.rolloutStatus({ module: 'haproxy', events: false });
+      const st = await control2.rolloutStatus({ module: 'haproxy', events: false }).catch((err: unknown) => {
+        log(`N=${n}: kb: rollout status: ${(err as Error).message}`);
+        return { rollout: null };
+      });
       if (st.rollout && st.rollout.state !== 'running') {
         rollout = { state: st.rollout.state, endMs: st.rollout.updatedMs - t0, nodes: st.rollout.nodes.length };
         break;

@@ -23,6 +23,9 @@ export interface RolloutOptions {
   undo?: boolean;
 }
 
+/** Nodes of a batch started per event-loop turn. */
+const START_CHUNK = 200;
+
 export const ROLLOUT_DEFAULTS = { maxParallel: 1, healthyDeadlineMs: 120_000, minHealthyTimeMs: 10_000 } as const;
 
 /** Thrown when a rollout cannot start (another one running, nothing to undo to, ...). */
@@ -303,7 +306,17 @@ export class RolloutEngine {
     while (r.state === 'running') {
       const batch = r.nodes.filter((n) => n.phase !== 'healthy').slice(0, r.maxParallel);
       if (batch.length === 0) break;
-      const outcomes = await Promise.all(batch.map(async (n) => ({ n, out: await this.driveNode(r, n, rev.states[n.node]!) })));
+      // Nodes start in chunks, each in its own event-loop turn: a batch of thousands started at
+      // once is one long run of microtasks (writes, events, sends) during which the process
+      // answers nothing, not even the agents' keepalive pings (10 s timeout).
+      const started: Promise<{ n: RolloutNodeRecord; out: GateOutcome }>[] = [];
+      for (const [i, n] of batch.entries()) {
+        if (i > 0 && i % START_CHUNK === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        const p = this.driveNode(r, n, rev.states[n.node]!).then((out) => ({ n, out }));
+        p.catch(() => undefined); // handled by Promise.all below; not "unhandled" while later chunks start
+        started.push(p);
+      }
+      const outcomes = await Promise.all(started);
       const failed = outcomes.find((o) => !o.out.ok);
       if (failed) {
         r.state = 'failed';
