@@ -409,6 +409,8 @@ interface Side {
   rssMb: number; hwmMb: number;
   /** Sessions lost and re-opened by the simulated agents during the phase; sessions open at its end. */
   drops: number; openAtEnd: number; lastError: string;
+  /** 1-minute load average of the machine at the end of the side's ingest window. */
+  load1?: number;
   rollout?: { state: string; endMs: number; nodes: number };
 }
 
@@ -572,7 +574,7 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     const kb: Side = {
       ...kbConn, fanout: { acked: kbAcks.length, p50Ms: percentile(kbAcks, 50), p99Ms: percentile(kbAcks, 99), maxMs: percentile(kbAcks, 100) },
       ingest: kbIngest, rssMb: kbUse.rssBytes / 2 ** 20, hwmMb: kbUse.hwmBytes / 2 ** 20, rollout,
-      drops: kbEnd.drops, openAtEnd: kbEnd.open, lastError: kbEnd.lastError,
+      drops: kbEnd.drops, openAtEnd: kbEnd.open, lastError: kbEnd.lastError, load1: os.loadavg()[0],
     };
     control2.close();
     await Promise.all(workers.map((w) => w.ask({ cmd: 'disconnect' })));
@@ -599,7 +601,7 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     const fl: Side = {
       ...flConn, fanout: { acked: flAcks.length, p50Ms: percentile(flAcks, 50), p99Ms: percentile(flAcks, 99), maxMs: percentile(flAcks, 100) },
       ingest: flIngest, rssMb: flUse.rssBytes / 2 ** 20, hwmMb: flUse.hwmBytes / 2 ** 20,
-      drops: flEnd.drops, openAtEnd: flEnd.open, lastError: flEnd.lastError,
+      drops: flEnd.drops, openAtEnd: flEnd.open, lastError: flEnd.lastError, load1: os.loadavg()[0],
     };
     await Promise.all(workers.map((w) => w.ask({ cmd: 'disconnect' })));
     return { nodes: n, kb, floor: fl, loadavg: os.loadavg(), enrollMs, stretch };
@@ -627,7 +629,7 @@ function summarize(results: SizeResult[]): string {
   for (const r of results) {
     const la = r.loadavg.map((x) => x.toFixed(1)).join(' / ');
     for (const [name, s] of [['kb', r.kb], ['floor', r.floor]] as const) {
-      lines.push(`| ${r.nodes}${r.stretch ? ' (stretch)' : ''} | ${name} | ${s.connected}/${r.nodes} (${s.tcp}) | ${fmtMs(s.connectMs)} | ${fmtMs(s.fanout.p50Ms)} | ${fmtMs(s.fanout.p99Ms)} | ${s.ingest.cpuPercent.toFixed(1)} % | ${Math.round(s.rssMb)} MB | ${s.drops} / ${s.openAtEnd} | ${name === 'kb' ? la : ''} |`);
+      lines.push(`| ${r.nodes}${r.stretch ? ' (stretch)' : ''} | ${name} | ${s.connected}/${r.nodes} (${s.tcp}) | ${fmtMs(s.connectMs)} | ${fmtMs(s.fanout.p50Ms)} | ${fmtMs(s.fanout.p99Ms)} | ${s.ingest.cpuPercent.toFixed(1)} % | ${Math.round(s.rssMb)} MB | ${s.drops} / ${s.openAtEnd} | ${s.load1 !== undefined ? `${s.load1.toFixed(1)} after this side; ` : ''}${name === 'kb' ? `${la} at the end` : ''} |`);
     }
     lines.push(`| ${r.nodes} | kb/floor | | ${ratio(r.kb.connectMs, r.floor.connectMs)} | ${ratio(r.kb.fanout.p50Ms, r.floor.fanout.p50Ms)} | ${ratio(r.kb.fanout.p99Ms, r.floor.fanout.p99Ms)} | ${ratio(r.kb.ingest.cpuPercent, r.floor.ingest.cpuPercent)} | ${ratio(r.kb.rssMb, r.floor.rssMb)} | | |`);
   }
@@ -651,7 +653,7 @@ function machine(): string {
   const cpus = os.cpus();
   return [
     `- CPU: ${cpus.length} x ${cpus[0]?.model ?? '?'}; RAM ${Math.round(os.totalmem() / 2 ** 30)} GiB; ${os.type()} ${os.release()}; Node ${process.version}; @grpc/grpc-js ${grpcVersion()}`,
-    '- Shared with other work: the load average at the end of each size is in the table.',
+    '- Shared with other work: the 1-minute load average after each side, and the load averages at the end of each size, are in the table.',
     '- Everything on loopback: the coordinator (and the floor) on one address, the simulated nodes in the inventory on 127.4.x.y.',
   ].join('\n');
 }
