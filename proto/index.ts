@@ -72,4 +72,7 @@ export const SERVER_OPTIONS = {
   'grpc.keepalive_timeout_ms': 10_000,
   'grpc.http2.min_ping_interval_without_data_ms': 10_000,
   'grpc.keepalive_permit_without_calls': 1,
+  // channelz (grpc-js's introspection service) is not served: without it, grpc-js keeps no
+  // per-connection trace and call counters, which matters with thousands of agent sessions.
+  'grpc.enable_channelz': 0,
 } as const;

@@ -136,9 +136,17 @@ export function redisMasters(inv: Inventory): Server[] {
 
 /** Redis data nodes in rollout order: the SUBROLE=master row first, then the others in inventory order. */
 export function redisHosts(inv: Inventory): Server[] {
-  const all = serversByRole(inv, 'redis');
-  return [...all.filter((s) => s.subrole === 'master'), ...all.filter((s) => s.subrole !== 'master')];
+  // Computed once per parsed inventory: every haproxy node's render asks for it, and a scan of
+  // the whole inventory per node made planning thousands of nodes O(N^2).
+  let hosts = REDIS_HOSTS.get(inv.servers);
+  if (!hosts) {
+    const all = serversByRole(inv, 'redis');
+    hosts = [...all.filter((s) => s.subrole === 'master'), ...all.filter((s) => s.subrole !== 'master')];
+    REDIS_HOSTS.set(inv.servers, hosts);
+  }
+  return [...hosts];
 }
+const REDIS_HOSTS = new WeakMap<readonly Server[], Server[]>();
 
 /** What clients of the redis module need to know: the master name, every Redis and every Sentinel. */
 export interface RedisTopology {

@@ -1,8 +1,8 @@
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { KbError, errorMessage } from '../../shared/errors/index.js';
-import type { CoordinatorMessage, ModuleHealth, ModuleState } from '../../proto/types.js';
+import type { ApplyResult, CoordinatorMessage, ModuleHealth, ModuleState, ProgressEvent } from '../../proto/types.js';
 import type { ImageResolver } from '../images/resolve.js';
 import { getModule } from '../modules/index.js';
 import type { PlanInputs, SecretVersions } from '../modules/types.js';
@@ -22,6 +22,9 @@ export interface RolloutOptions {
   /** Roll back to the newest earlier revision that was healthy on every node. */
   undo?: boolean;
 }
+
+/** Nodes of a batch started per event-loop turn. */
+const START_CHUNK = 200;
 
 export const ROLLOUT_DEFAULTS = { maxParallel: 1, healthyDeadlineMs: 120_000, minHealthyTimeMs: 10_000 } as const;
 
@@ -71,6 +74,14 @@ export interface EngineDeps {
 
 interface GateOutcome { ok: boolean; check: string; observed: string; error: string }
 
+/** What one node's health gate listens to; the engine routes session events to the gates of their node only. */
+interface Gate {
+  health(report: { modules: ModuleHealth[] }): void;
+  result(res: ApplyResult): void;
+  progress(p: ProgressEvent): void;
+  connected(): void;
+}
+
 /**
  * Health-gated rollouts.
  *
@@ -92,9 +103,56 @@ export class RolloutEngine {
   private readonly running = new Map<string, Promise<void>>();
   private readonly abort = new AbortController();
   private stopped = false;
+  /**
+   * Gates waiting per node. One listener per session event for the whole engine, routed by
+   * node: with thousands of nodes in one batch, a listener per gate would run every gate
+   * for every health report (N x N calls per health round).
+   */
+  private readonly gates = new Map<string, Set<Gate>>();
+  private readonly routes = {
+    health: (node: string, report: { modules: ModuleHealth[] }) => this.route(node, (g) => g.health(report)),
+    result: (node: string, res: ApplyResult) => this.route(node, (g) => g.result(res)),
+    progress: (node: string, p: ProgressEvent) => this.route(node, (g) => g.progress(p)),
+    connected: (s: { node: string }) => this.route(s.node, (g) => g.connected()),
+  };
+  /** Per rollout: the save being written, and the one waiting to start (that every later caller joins). */
+  private readonly saves = new Map<string, { inflight?: Promise<void>; next?: Promise<void> }>();
 
   constructor(private readonly deps: EngineDeps) {
     this.live.setMaxListeners(0);
+    // Every node of a batch waits on the abort signal: thousands at once is expected.
+    setMaxListeners(0, this.abort.signal);
+  }
+
+  private route(node: string, fn: (g: Gate) => void): void {
+    const set = this.gates.get(node);
+    if (set) for (const g of [...set]) fn(g);
+  }
+
+  private addGate(node: string, g: Gate): void {
+    if (this.gates.size === 0) {
+      const { sessions } = this.deps;
+      sessions.on('health', this.routes.health);
+      sessions.on('result', this.routes.result);
+      sessions.on('progress', this.routes.progress);
+      sessions.on('connected', this.routes.connected);
+    }
+    let set = this.gates.get(node);
+    if (!set) this.gates.set(node, (set = new Set()));
+    set.add(g);
+  }
+
+  private removeGate(node: string, g: Gate): void {
+    const set = this.gates.get(node);
+    if (!set?.delete(g)) return;
+    if (set.size === 0) this.gates.delete(node);
+    if (this.gates.size === 0) {
+      const { sessions } = this.deps;
+      sessions.off('health', this.routes.health);
+      sessions.off('result', this.routes.result);
+      sessions.off('progress', this.routes.progress);
+      sessions.off('connected', this.routes.connected);
+    }
   }
 
   /** Subscribes to the events of one rollout as they are appended. */
@@ -248,7 +306,17 @@ export class RolloutEngine {
     while (r.state === 'running') {
       const batch = r.nodes.filter((n) => n.phase !== 'healthy').slice(0, r.maxParallel);
       if (batch.length === 0) break;
-      const outcomes = await Promise.all(batch.map(async (n) => ({ n, out: await this.driveNode(r, n, rev.states[n.node]!) })));
+      // Nodes start in chunks, each in its own event-loop turn: a batch of thousands started at
+      // once is one long run of microtasks (writes, events, sends) during which the process
+      // answers nothing, not even the agents' keepalive pings (10 s timeout).
+      const started: Promise<{ n: RolloutNodeRecord; out: GateOutcome }>[] = [];
+      for (const [i, n] of batch.entries()) {
+        if (i > 0 && i % START_CHUNK === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        const p = this.driveNode(r, n, rev.states[n.node]!).then((out) => ({ n, out }));
+        p.catch(() => undefined); // handled by Promise.all below; not "unhandled" while later chunks start
+        started.push(p);
+      }
+      const outcomes = await Promise.all(started);
       const failed = outcomes.find((o) => !o.out.ok);
       if (failed) {
         r.state = 'failed';
@@ -272,9 +340,13 @@ export class RolloutEngine {
     const { store, sessions } = this.deps;
     const startMs = Date.now();
     n.phase = 'applying';
-    await this.save(r);
-    await this.event(r, 'node-apply', n.node, `sending revision ${state.revision} (spec ${state.specHash.slice(0, 12)})`);
-    await store.putAssignment({ node: n.node, module: r.module, revision: state.revision, specHash: state.specHash, assignedMs: startMs });
+    // The phase and the assignment are durable before the state is sent (a restarted
+    // coordinator resends it); they are written together, and the event is not waited for.
+    this.background(this.event(r, 'node-apply', n.node, `sending revision ${state.revision} (spec ${state.specHash.slice(0, 12)})`));
+    await Promise.all([
+      this.save(r),
+      store.putAssignment({ node: n.node, module: r.module, revision: state.revision, specHash: state.specHash, assignedMs: startMs }),
+    ]);
     let message: CoordinatorMessage;
     try {
       message = this.deps.secrets ? await this.deps.secrets.desiredMessage(state) : { desired: state };
@@ -296,10 +368,7 @@ export class RolloutEngine {
       const finish = (o: GateOutcome) => {
         clearTimeout(deadline);
         clearTimeout(minTimer);
-        sessions.off('health', onHealth);
-        sessions.off('result', onResult);
-        sessions.off('progress', onProgress);
-        sessions.off('connected', onConnected);
+        this.removeGate(n.node, gate);
         this.abort.signal.removeEventListener('abort', onAbort);
         resolve(o);
       };
@@ -330,11 +399,9 @@ export class RolloutEngine {
           }
         }
       };
-      const onHealth = (node: string, report: { modules: ModuleHealth[] }) => {
-        if (node === n.node) consider(report.modules.find((m) => m.module === r.module));
-      };
-      const onResult = (node: string, res: { module: string; revision: number; ok: boolean; error: string; changed: boolean; actions: string[] }) => {
-        if (node !== n.node || res.module !== r.module || res.revision !== state.revision) return;
+      const onHealth = (report: { modules: ModuleHealth[] }) => consider(report.modules.find((m) => m.module === r.module));
+      const onResult = (res: ApplyResult) => {
+        if (res.module !== r.module || res.revision !== state.revision) return;
         if (!res.ok) {
           finish({ ok: false, check: 'apply', observed: res.error, error: `${n.node}: apply of revision ${state.revision} failed: ${res.error}` });
           return;
@@ -342,12 +409,11 @@ export class RolloutEngine {
         this.background(this.event(r, 'node-applied', n.node, res.changed ? `applied: ${res.actions.join('; ')}` : 'already at this revision: nothing to do'));
         markVerifying();
       };
-      const onProgress = (node: string, p: { module: string; revision: number; step: string; message: string }) => {
-        if (node === n.node && p.module === r.module && p.revision === state.revision) this.background(this.event(r, 'node-progress', n.node, `${p.step}: ${p.message}`));
+      const onProgress = (p: ProgressEvent) => {
+        if (p.module === r.module && p.revision === state.revision) this.background(this.event(r, 'node-progress', n.node, `${p.step}: ${p.message}`));
       };
-      const onConnected = (s: { node: string }) => {
-        if (s.node === n.node) this.background(this.event(r, 'node-progress', n.node, 'agent connected'));
-      };
+      const onConnected = () => this.background(this.event(r, 'node-progress', n.node, 'agent connected'));
+      const gate: Gate = { health: onHealth, result: onResult, progress: onProgress, connected: onConnected };
       const deadline = setTimeout(() => {
         const connected = Boolean(sessions.get(n.node));
         if (lastBad) {
@@ -359,10 +425,7 @@ export class RolloutEngine {
           finish({ ok: false, check: 'report', observed, error: `${n.node}: ${observed} within ${r.healthyDeadlineMs} ms` });
         }
       }, r.healthyDeadlineMs);
-      sessions.on('health', onHealth);
-      sessions.on('result', onResult);
-      sessions.on('progress', onProgress);
-      sessions.on('connected', onConnected);
+      this.addGate(n.node, gate);
       this.abort.signal.addEventListener('abort', onAbort, { once: true });
       if (this.stopped) onAbort();
       else consider(sessions.get(n.node)?.health.get(r.module));
@@ -395,19 +458,43 @@ export class RolloutEngine {
   }
 
   private async markHealthyIfEverywhere(module: string, rev: RevisionRecord): Promise<void> {
-    const reported = await this.deps.store.listNodeModules({ module });
+    const reported = new Map((await this.deps.store.listNodeModules({ module })).map((x) => [x.node, x]));
     const all = Object.entries(rev.states).every(([node, st]) => {
       const live = this.deps.sessions.get(node)?.health.get(module);
-      const r = live ?? reported.find((x) => x.node === node);
+      const r = live ?? reported.get(node);
       return r && r.specHash === st.specHash && r.healthy;
     });
     if (all) await this.deps.store.markRevisionHealthy(module, rev.revision, Date.now());
   }
 
-  private async save(r: RolloutRecord): Promise<void> {
-    if (this.stopped) throw new EngineStoppedError(`engine stopped: rollout ${r.id} not saved`);
-    r.updatedMs = Date.now();
-    await this.deps.store.putRollout(r);
+  /**
+   * Persists the rollout record. Saves are coalesced: while one write of this rollout is in
+   * flight, every later save joins the single next write, which stores the record as it is
+   * when it starts (so it includes every change made before the caller's save). A batch of
+   * thousands of nodes changing phase then writes the record a few times, not once per node
+   * (each write encodes the whole record). Resolves once a write holding the caller's changes
+   * is durable.
+   */
+  private save(r: RolloutRecord): Promise<void> {
+    if (this.stopped) return Promise.reject(new EngineStoppedError(`engine stopped: rollout ${r.id} not saved`));
+    let st = this.saves.get(r.id);
+    if (!st) this.saves.set(r.id, (st = {}));
+    if (st.next) return st.next;
+    const state = st;
+    const next = (state.inflight ?? Promise.resolve()).catch(() => undefined).then(() => {
+      state.next = undefined;
+      if (this.stopped) throw new EngineStoppedError(`engine stopped: rollout ${r.id} not saved`);
+      r.updatedMs = Date.now();
+      const p = this.deps.store.putRollout(r);
+      state.inflight = p;
+      return p.finally(() => {
+        if (state.inflight !== p) return;
+        state.inflight = undefined;
+        if (!state.next) this.saves.delete(r.id);
+      });
+    });
+    state.next = next;
+    return next;
   }
 
   /** Runs a write the driver does not wait for; a failure is logged (the gate's own writes decide the outcome). */

@@ -89,7 +89,7 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
         return fail(grpc.status.PERMISSION_DENIED, `certificate is for node "${peer.commonName}", not "${node}": a node may only report for itself`);
       }
       const inv = deps.inventory();
-      if (!inv.servers.some((s) => s.hostname === node)) return fail(grpc.status.PERMISSION_DENIED, `node "${node}" is not in the inventory ${inv.file}`);
+      if (!hostnames(inv).has(node)) return fail(grpc.status.PERMISSION_DENIED, `node "${node}" is not in the inventory ${inv.file}`);
       const now = Date.now();
       const existing = await deps.store.getNode(node);
       await deps.store.upsertNode({ name: node, agentVersion: hello.agentVersion, firstSeenMs: existing?.firstSeenMs ?? now, lastSeenMs: now, facts: existing?.facts ?? null, containers: existing?.containers ?? [] });
@@ -176,6 +176,14 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
       }
     }
   };
+}
+
+/** Hostnames of an inventory, computed once per loaded inventory (thousands of hellos each check theirs). */
+const HOSTNAMES = new WeakMap<Inventory, Set<string>>();
+function hostnames(inv: Inventory): Set<string> {
+  let set = HOSTNAMES.get(inv);
+  if (!set) HOSTNAMES.set(inv, (set = new Set(inv.servers.map((s) => s.hostname))));
+  return set;
 }
 
 function isRefusal(err: unknown): err is { code: grpc.status; details: string } {

@@ -12,9 +12,21 @@ import type {
  * Embedded store on SQLite (better-sqlite3 12, see docs/adr/0003-embedded-store.md).
  * WAL journal with synchronous=FULL: a resolved write survives kill -9 and power loss.
  * Calls are synchronous underneath, so they are naturally serialized.
+ *
+ * Group commit: the first write of an event-loop turn opens a transaction, every write of
+ * that turn runs in it at once (each in its own savepoint, so a failing write fails alone,
+ * synchronously), and the transaction commits (one fsync) when the turn ends; each write's
+ * promise resolves only after that commit. A fleet's worth of writes (thousands of agents
+ * saying hello, a rollout moving thousands of nodes) then costs one fsync per turn instead
+ * of one per write. Reads in the same process see the turn's writes before they commit
+ * (same connection); nothing the coordinator sends waits on a read alone for durability:
+ * every send follows an awaited write.
  */
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
+  /** Writes of the open transaction, resolved at its commit. */
+  private pending: { resolve: () => void; reject: (err: unknown) => void }[] = [];
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(file: string) {
     mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
@@ -38,40 +50,88 @@ export class SqliteStore implements Store {
     `);
   }
 
+  /** A prepared statement, prepared once. */
+  private stmt(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.statements.set(sql, st);
+    }
+    return st;
+  }
+
+  /** Runs `fn` now inside this turn's transaction; resolves with its value once the transaction committed. */
+  private write<T>(fn: () => T): Promise<T> {
+    if (!this.db.inTransaction) {
+      this.db.exec('BEGIN IMMEDIATE');
+      setImmediate(() => this.commit());
+    }
+    let value: T;
+    try {
+      value = this.db.transaction(fn)();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<T>((resolve, reject) => this.pending.push({ resolve: () => resolve(value), reject }));
+  }
+
+  private commit(): void {
+    const batch = this.pending;
+    this.pending = [];
+    if (!this.db.open || !this.db.inTransaction) {
+      for (const w of batch) w.resolve();
+      return;
+    }
+    try {
+      this.db.exec('COMMIT');
+    } catch (err) {
+      try {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      } catch { /* the rollback error adds nothing */ }
+      for (const w of batch) w.reject(err);
+      return;
+    }
+    for (const w of batch) w.resolve();
+  }
+
   async upsertNode(n: NodeRecord): Promise<void> {
-    this.db.prepare('INSERT INTO nodes (name, doc) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET doc = excluded.doc').run(n.name, encodeRecord(n));
+    const doc = encodeRecord(n);
+    await this.write(() => this.stmt('INSERT INTO nodes (name, doc) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET doc = excluded.doc').run(n.name, doc));
   }
   async getNode(name: string): Promise<NodeRecord | undefined> {
-    return parse(this.db.prepare('SELECT doc FROM nodes WHERE name = ?').get(name));
+    return parse(this.stmt('SELECT doc FROM nodes WHERE name = ?').get(name));
   }
   async listNodes(): Promise<NodeRecord[]> {
-    return parseAll(this.db.prepare('SELECT doc FROM nodes ORDER BY name').all());
+    return parseAll(this.stmt('SELECT doc FROM nodes ORDER BY name').all());
   }
 
   async putNodeModule(r: NodeModuleRecord): Promise<void> {
-    this.db.prepare('INSERT INTO node_modules (node, module, doc) VALUES (?, ?, ?) ON CONFLICT(node, module) DO UPDATE SET doc = excluded.doc')
-      .run(r.node, r.module, encodeRecord(r));
+    const doc = encodeRecord(r);
+    await this.write(() => this.stmt('INSERT INTO node_modules (node, module, doc) VALUES (?, ?, ?) ON CONFLICT(node, module) DO UPDATE SET doc = excluded.doc')
+      .run(r.node, r.module, doc));
   }
   async listNodeModules(filter: { node?: string; module?: string } = {}): Promise<NodeModuleRecord[]> {
-    return parseAll(this.db.prepare('SELECT doc FROM node_modules WHERE (@node IS NULL OR node = @node) AND (@module IS NULL OR module = @module) ORDER BY node, module')
+    return parseAll(this.stmt('SELECT doc FROM node_modules WHERE (@node IS NULL OR node = @node) AND (@module IS NULL OR module = @module) ORDER BY node, module')
       .all({ node: filter.node ?? null, module: filter.module ?? null }));
   }
 
   async putAssignment(a: AssignmentRecord): Promise<void> {
-    this.db.prepare('INSERT INTO assignments (node, module, doc) VALUES (?, ?, ?) ON CONFLICT(node, module) DO UPDATE SET doc = excluded.doc')
-      .run(a.node, a.module, encodeRecord(a));
+    const doc = encodeRecord(a);
+    await this.write(() => this.stmt('INSERT INTO assignments (node, module, doc) VALUES (?, ?, ?) ON CONFLICT(node, module) DO UPDATE SET doc = excluded.doc')
+      .run(a.node, a.module, doc));
   }
   async listAssignments(filter: { node?: string; module?: string } = {}): Promise<AssignmentRecord[]> {
-    return parseAll(this.db.prepare('SELECT doc FROM assignments WHERE (@node IS NULL OR node = @node) AND (@module IS NULL OR module = @module) ORDER BY node, module')
+    return parseAll(this.stmt('SELECT doc FROM assignments WHERE (@node IS NULL OR node = @node) AND (@module IS NULL OR module = @module) ORDER BY node, module')
       .all({ node: filter.node ?? null, module: filter.module ?? null }));
   }
   async deleteAssignment(node: string, module: string): Promise<void> {
-    this.db.prepare('DELETE FROM assignments WHERE node = ? AND module = ?').run(node, module);
+    await this.write(() => this.stmt('DELETE FROM assignments WHERE node = ? AND module = ?').run(node, module));
   }
 
   async putRevision(r: RevisionRecord): Promise<void> {
+    const doc = encodeRecord(r);
     try {
-      this.db.prepare('INSERT INTO revisions (module, revision, doc) VALUES (?, ?, ?)').run(r.module, r.revision, encodeRecord(r));
+      await this.write(() => this.stmt('INSERT INTO revisions (module, revision, doc) VALUES (?, ?, ?)').run(r.module, r.revision, doc));
     } catch (err) {
       if ((err as { code?: string }).code?.startsWith('SQLITE_CONSTRAINT')) {
         throw new RevisionExistsError(`${r.module} revision ${r.revision} already exists (revisions are immutable)`, { cause: err });
@@ -80,79 +140,88 @@ export class SqliteStore implements Store {
     }
   }
   async getRevision(module: string, revision: number): Promise<RevisionRecord | undefined> {
-    return parseRevision(this.db.prepare('SELECT doc FROM revisions WHERE module = ? AND revision = ?').get(module, revision));
+    return parseRevision(this.stmt('SELECT doc FROM revisions WHERE module = ? AND revision = ?').get(module, revision));
   }
   async latestRevision(module: string): Promise<RevisionRecord | undefined> {
-    return parseRevision(this.db.prepare('SELECT doc FROM revisions WHERE module = ? ORDER BY revision DESC LIMIT 1').get(module));
+    return parseRevision(this.stmt('SELECT doc FROM revisions WHERE module = ? ORDER BY revision DESC LIMIT 1').get(module));
   }
   async listRevisions(module: string): Promise<RevisionRecord[]> {
-    return this.db.prepare('SELECT doc FROM revisions WHERE module = ? ORDER BY revision').all(module).map((row) => parseRevision(row)!);
+    return this.stmt('SELECT doc FROM revisions WHERE module = ? ORDER BY revision').all(module).map((row) => parseRevision(row)!);
   }
   async markRevisionHealthy(module: string, revision: number, atMs: number): Promise<void> {
-    const r = await this.getRevision(module, revision);
-    if (!r) return;
-    r.healthyMs = atMs;
-    this.db.prepare('UPDATE revisions SET doc = ? WHERE module = ? AND revision = ?').run(encodeRecord(r), module, revision);
+    await this.write(() => {
+      const r = parseRevision(this.stmt('SELECT doc FROM revisions WHERE module = ? AND revision = ?').get(module, revision));
+      if (!r) return;
+      r.healthyMs = atMs;
+      this.stmt('UPDATE revisions SET doc = ? WHERE module = ? AND revision = ?').run(encodeRecord(r), module, revision);
+    });
   }
 
   async putRollout(r: RolloutRecord): Promise<void> {
-    this.db.prepare('INSERT INTO rollouts (id, module, state, created_ms, doc) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, doc = excluded.doc')
-      .run(r.id, r.module, r.state, r.createdMs, encodeRecord(r));
+    const doc = encodeRecord(r);
+    await this.write(() => this.stmt('INSERT INTO rollouts (id, module, state, created_ms, doc) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, doc = excluded.doc')
+      .run(r.id, r.module, r.state, r.createdMs, doc));
   }
   async getRollout(id: string): Promise<RolloutRecord | undefined> {
-    return parse(this.db.prepare('SELECT doc FROM rollouts WHERE id = ?').get(id));
+    return parse(this.stmt('SELECT doc FROM rollouts WHERE id = ?').get(id));
   }
   async listRollouts(filter: { module?: string; state?: RolloutState } = {}): Promise<RolloutRecord[]> {
-    return parseAll(this.db.prepare('SELECT doc FROM rollouts WHERE (@module IS NULL OR module = @module) AND (@state IS NULL OR state = @state) ORDER BY created_ms, id')
+    return parseAll(this.stmt('SELECT doc FROM rollouts WHERE (@module IS NULL OR module = @module) AND (@state IS NULL OR state = @state) ORDER BY created_ms, id')
       .all({ module: filter.module ?? null, state: filter.state ?? null }));
   }
 
   async appendEvent(e: Omit<EventRecord, 'id'>): Promise<EventRecord> {
-    const info = this.db.prepare('INSERT INTO events (rollout_id, doc) VALUES (?, ?)').run(e.rolloutId, encodeRecord(e));
+    const doc = encodeRecord(e);
+    const info = await this.write(() => this.stmt('INSERT INTO events (rollout_id, doc) VALUES (?, ?)').run(e.rolloutId, doc));
     return { ...e, id: Number(info.lastInsertRowid) };
   }
   async listEvents(rolloutId: string): Promise<EventRecord[]> {
-    return (this.db.prepare('SELECT id, doc FROM events WHERE rollout_id = ? ORDER BY id').all(rolloutId) as { id: number; doc: string }[])
+    return (this.stmt('SELECT id, doc FROM events WHERE rollout_id = ? ORDER BY id').all(rolloutId) as { id: number; doc: string }[])
       .map((row) => ({ ...decodeRecord<Omit<EventRecord, 'id'>>(row.doc), id: row.id }));
   }
 
   async putSecretVersion(r: SecretVersionRecord): Promise<void> {
-    this.db.prepare('INSERT INTO secret_versions (name, version, doc) VALUES (?, ?, ?)').run(r.name, r.version, JSON.stringify(r));
+    const doc = JSON.stringify(r);
+    await this.write(() => this.stmt('INSERT INTO secret_versions (name, version, doc) VALUES (?, ?, ?)').run(r.name, r.version, doc));
   }
   async listSecretVersions(name?: string): Promise<SecretVersionRecord[]> {
-    return parseAll(this.db.prepare('SELECT doc FROM secret_versions WHERE (@name IS NULL OR name = @name) ORDER BY name, version').all({ name: name ?? null }));
+    return parseAll(this.stmt('SELECT doc FROM secret_versions WHERE (@name IS NULL OR name = @name) ORDER BY name, version').all({ name: name ?? null }));
   }
   async putSecretState(r: SecretStateRecord): Promise<void> {
-    this.db.prepare('INSERT INTO secret_states (name, doc) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET doc = excluded.doc').run(r.name, JSON.stringify(r));
+    const doc = JSON.stringify(r);
+    await this.write(() => this.stmt('INSERT INTO secret_states (name, doc) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET doc = excluded.doc').run(r.name, doc));
   }
   async getSecretState(name: string): Promise<SecretStateRecord | undefined> {
-    return parse(this.db.prepare('SELECT doc FROM secret_states WHERE name = ?').get(name));
+    return parse(this.stmt('SELECT doc FROM secret_states WHERE name = ?').get(name));
   }
   async listSecretStates(): Promise<SecretStateRecord[]> {
-    return parseAll(this.db.prepare('SELECT doc FROM secret_states ORDER BY name').all());
+    return parseAll(this.stmt('SELECT doc FROM secret_states ORDER BY name').all());
   }
 
   async putToken(t: TokenRecord): Promise<void> {
-    this.db.prepare('INSERT INTO tokens (id, doc) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc').run(t.id, JSON.stringify(t));
+    const doc = JSON.stringify(t);
+    await this.write(() => this.stmt('INSERT INTO tokens (id, doc) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc').run(t.id, doc));
   }
   async getToken(id: string): Promise<TokenRecord | undefined> {
-    return parse(this.db.prepare('SELECT doc FROM tokens WHERE id = ?').get(id));
+    return parse(this.stmt('SELECT doc FROM tokens WHERE id = ?').get(id));
   }
   async listTokens(): Promise<TokenRecord[]> {
-    return parseAll<TokenRecord>(this.db.prepare('SELECT doc FROM tokens').all()).sort((a, b) => a.createdMs - b.createdMs || a.id.localeCompare(b.id));
+    return parseAll<TokenRecord>(this.stmt('SELECT doc FROM tokens').all()).sort((a, b) => a.createdMs - b.createdMs || a.id.localeCompare(b.id));
   }
 
   async putNodeIdentity(r: NodeIdentityRecord): Promise<void> {
-    this.db.prepare('INSERT INTO node_identities (node, doc) VALUES (?, ?) ON CONFLICT(node) DO UPDATE SET doc = excluded.doc').run(r.node, JSON.stringify(r));
+    const doc = JSON.stringify(r);
+    await this.write(() => this.stmt('INSERT INTO node_identities (node, doc) VALUES (?, ?) ON CONFLICT(node) DO UPDATE SET doc = excluded.doc').run(r.node, doc));
   }
   async getNodeIdentity(node: string): Promise<NodeIdentityRecord | undefined> {
-    return parse(this.db.prepare('SELECT doc FROM node_identities WHERE node = ?').get(node));
+    return parse(this.stmt('SELECT doc FROM node_identities WHERE node = ?').get(node));
   }
   async listNodeIdentities(): Promise<NodeIdentityRecord[]> {
-    return parseAll(this.db.prepare('SELECT doc FROM node_identities ORDER BY node').all());
+    return parseAll(this.stmt('SELECT doc FROM node_identities ORDER BY node').all());
   }
 
   async close(): Promise<void> {
+    this.commit();
     this.db.close();
   }
 }

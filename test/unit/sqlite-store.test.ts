@@ -35,4 +35,26 @@ describe('SqliteStore', () => {
     expect((await b.latestRevision('redis'))!.healthyMs).toBe(9);
     await b.close();
   });
+
+  it('group commit: the writes of one turn commit together, a failing write fails alone, and a resolved write is on disk', async () => {
+    const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-store-')), 'kb.db');
+    const a = new SqliteStore(file);
+    const rev = { module: 'm', revision: 1, createdMs: 1, images: {}, healthyMs: null, sourceRevision: null, states: {} };
+    await a.putRevision(rev);
+    // Same turn: 200 node writes, a duplicate revision (refused), and events.
+    const nodes = Array.from({ length: 200 }, (_, i) => a.upsertNode({ name: `n-${i}`, agentVersion: 'v', firstSeenMs: i, lastSeenMs: i, facts: null }));
+    const dup = a.putRevision(rev);
+    const events = [1, 2, 3].map((atMs) => a.appendEvent({ rolloutId: 'r', atMs, node: '', kind: 'rollout-start', message: '', check: '', observed: '', revision: 1 }));
+    await expect(dup).rejects.toThrow(/already exists/);
+    await Promise.all(nodes);
+    const ids = (await Promise.all(events)).map((e) => e.id);
+    expect(ids).toEqual([...ids].sort((x, y) => x - y));
+    // Another connection (a restarted coordinator) sees every resolved write.
+    const b = new SqliteStore(file);
+    expect(await b.listNodes()).toHaveLength(200);
+    expect((await b.listEvents('r')).map((e) => e.atMs)).toEqual([1, 2, 3]);
+    expect(await b.listRevisions('m')).toHaveLength(1);
+    await b.close();
+    await a.close();
+  });
 });

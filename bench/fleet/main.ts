@@ -1,0 +1,719 @@
+/**
+ * Fleet scale: the kb coordinator holding thousands of agent sessions, against the floor of
+ * a bare grpc-js server holding the same number of mTLS streams (docs/benchmarks.md).
+ *
+ *   npm run bench -- fleet [--nodes 1000,5000] [--stretch 10000] [--workers 4]
+ *                          [--ingest-s 30] [--health-interval-ms 10000] [--transport mtls]
+ *                          [--no-docs] [--json FILE]
+ *
+ * One process file, three roles (this bundle re-runs itself):
+ *  - main: writes an inventory of N lb/internal-haproxy nodes on loopback addresses
+ *    (127.4.x.y) plus the 3 redis rows the haproxy module needs, runs `kb-coordinator init`
+ *    and `run`, enrolls every node through the coordinator's real enrollment endpoint
+ *    (join token + CSR; each node's key is made in the worker), then for kb and for the floor:
+ *    connects every session, fans one plan out to every node, samples CPU while every node
+ *    sends a health report every 10 s, and reads RSS;
+ *  - worker (--role worker): holds N/W simulated agent sessions, each on its own TCP
+ *    connection (grpc-js channel option grpc.use_local_subchannel_pool), speaking kb.v1 like
+ *    agent/session.ts: hello, then heartbeats and health reports at the intervals the
+ *    SessionSettings say; a desired state is acknowledged (PlanAck) as soon as it arrives, and
+ *    answered honestly: an ApplyResult ok=false ("no container engine: nothing applied") and
+ *    health reports saying the module is neither converged nor healthy, with no containers;
+ *  - floor (--role floor): a bare grpc-js server with the same mTLS credentials and kb.v1
+ *    service that answers hello with settings, sends the desired state to every stream when
+ *    told, and drops everything else.
+ *
+ * Fan-out is measured from the moment the rollout is asked for (kb: the ControlService
+ * Rollout call with max_parallel = N; floor: the order to the floor process) to the moment each
+ * simulated agent sends its PlanAck (one host, one clock).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { CHANNEL_OPTIONS, kbV1, SERVER_OPTIONS } from '../../proto/index.js';
+import type { AgentMessage, CoordinatorMessage, ModuleState, NodeFacts } from '../../proto/types.js';
+import { backoffDelay, DEFAULT_BACKOFF } from '../../agent/session.js';
+import { createCsr, exportPrivateKeyPem, generateKeyPair } from '../../shared/tls/index.js';
+import { ControlClient } from '../../coordinator/kbctl/client.js';
+import { readKbConfig } from '../../coordinator/kbctl/config.js';
+import { loadTestbed } from '../../test/helpers/testbed.js';
+
+const here = fileURLToPath(import.meta.url);
+const repoRoot = path.resolve(path.dirname(here), '../..');
+const dist = (f: string) => path.join(repoRoot, 'dist', f);
+const log = (msg: string) => process.stdout.write(`[fleet ${new Date().toISOString().slice(11, 23)}] ${msg}\n`);
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const SIM_VERSION = 'bench-fleet-sim';
+const NO_ENGINE = 'simulated agent (bench/fleet): no container engine behind this session, nothing applied';
+
+// ---------------------------------------------------------------- messages between roles
+
+interface Identity { node: string; keyPem: string; certPem: string }
+type ToWorker =
+  | { cmd: 'enroll'; nodes: { node: string; token: string }[]; bootstrapUrl: string; caPem: string; concurrency: number }
+  | { cmd: 'connect'; target: string; caPem: string; concurrency: number }
+  | { cmd: 'disconnect' }
+  | { cmd: 'stats' };
+type FromWorker =
+  | { ev: 'enrolled'; count: number; failed: string[] }
+  | { ev: 'connected'; count: number; failed: string[]; lastMs: number }
+  | { ev: 'disconnected' }
+  | { ev: 'stats'; acks: number[]; received: number; results: number; health: number; heartbeats: number; sample?: ModuleState; open: number; drops: number; lastError: string };
+
+// ---------------------------------------------------------------- worker role
+
+async function workerRole(): Promise<void> {
+  const ids: Identity[] = [];
+  let sessions: SimSession[] = [];
+  const send = (m: FromWorker) => process.send!(m);
+  process.on('message', (m: ToWorker) => {
+    void (async () => {
+      if (m.cmd === 'enroll') {
+        const failed: string[] = [];
+        await pool(m.nodes, m.concurrency, async ({ node, token }) => {
+          try {
+            ids.push(await enrollOne(node, m.bootstrapUrl, token, m.caPem));
+          } catch (err) {
+            failed.push(`${node}: ${(err as Error).message}`);
+          }
+        });
+        send({ ev: 'enrolled', count: ids.length, failed });
+      } else if (m.cmd === 'connect') {
+        sessions = ids.map((id) => new SimSession(id, m.target, m.caPem));
+        const failed: string[] = [];
+        let lastMs = 0;
+        await pool(sessions, m.concurrency, async (s) => {
+          try {
+            lastMs = Math.max(lastMs, await s.open());
+          } catch (err) {
+            failed.push(`${s.id.node}: ${(err as Error).message}`);
+          }
+        });
+        send({ ev: 'connected', count: sessions.length - failed.length, failed, lastMs });
+      } else if (m.cmd === 'disconnect') {
+        for (const s of sessions) s.close();
+        sessions = [];
+        send({ ev: 'disconnected' });
+      } else if (m.cmd === 'stats') {
+        const sum = (f: (s: SimSession) => number) => sessions.reduce((a, s) => a + f(s), 0);
+        send({
+          ev: 'stats',
+          acks: sessions.map((s) => s.ackAtMs).filter((x) => x > 0),
+          received: sum((s) => s.desiredCount), results: sum((s) => s.resultCount), health: sum((s) => s.healthCount), heartbeats: sum((s) => s.heartbeatCount),
+          sample: sessions.find((s) => s.held)?.held, open: sessions.filter((s) => s.isOpen).length,
+          drops: sum((s) => s.drops), lastError: sessions.find((s) => s.lastError)?.lastError ?? '',
+        });
+      }
+    })().catch((err: unknown) => {
+      process.stderr.write(`fleet worker: ${(err as Error).stack}\n`);
+      process.exit(1);
+    });
+  });
+}
+
+async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
+    while (i < items.length) await fn(items[i++]!);
+  }));
+}
+
+/** The real enrollment path: key pair here, CSR (CN = node), POST /v1/enroll with the join token, trusting only the CA. */
+async function enrollOne(node: string, bootstrapUrl: string, token: string, caPem: string): Promise<Identity> {
+  const keys = await generateKeyPair();
+  const csr = await createCsr(node, keys);
+  const body = JSON.stringify({ token, csr });
+  const reply = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = https.request(new URL('/v1/enroll', bootstrapUrl), {
+      method: 'POST', ca: caPem, rejectUnauthorized: true, agent: false,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, timeout: 120_000,
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer within 120 s')));
+    req.on('error', reject);
+    req.end(body);
+  });
+  const res = JSON.parse(reply.body) as { certificate?: string; error?: string };
+  if (reply.status !== 200 || !res.certificate) throw new Error(`enroll HTTP ${reply.status}: ${res.error ?? reply.body.slice(0, 200)}`);
+  return { node, keyPem: await exportPrivateKeyPem(keys.privateKey), certPem: res.certificate };
+}
+
+const FACTS: NodeFacts = {
+  cpuPercent: 0, memTotalBytes: os.totalmem(), memUsedBytes: os.totalmem() - os.freemem(), diskTotalBytes: 0, diskUsedBytes: 0,
+  dockerVersion: '', uptimeS: Math.round(os.uptime()), os: `${os.type()} ${os.release()} (bench/fleet simulated agent)`,
+};
+
+/** One simulated agent session (what agent/session.ts + agent/agent.ts send, without Docker). */
+class SimSession {
+  private client: grpc.Client | undefined;
+  private call: grpc.ClientDuplexStream<AgentMessage, CoordinatorMessage> | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  held: ModuleState | undefined;
+  ackAtMs = 0;
+  desiredCount = 0;
+  resultCount = 0;
+  healthCount = 0;
+  heartbeatCount = 0;
+  isOpen = false;
+  /** Sessions lost (or attempts failed) and re-opened after a backoff, as a real agent does. */
+  drops = 0;
+  lastError = '';
+  private attempt = 0;
+  private closed = false;
+
+  constructor(readonly id: Identity, private readonly target: string, private readonly caPem: string) {}
+
+  /** Opens the session; resolves with the time the first settings arrived. Reconnects like agent/session.ts afterwards. */
+  open(): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no settings within 180 s (${this.drops} failed attempts; last: ${this.lastError})`)), 180_000);
+      this.connect((at) => {
+        clearTimeout(t);
+        resolve(at);
+      });
+    });
+  }
+
+  private connect(onOpen?: (atMs: number) => void): void {
+    if (this.closed) return;
+    this.client?.close();
+    const creds = grpc.credentials.createSsl(Buffer.from(this.caPem), Buffer.from(this.id.keyPem), Buffer.from(this.id.certPem));
+    // One TCP connection per session: grpc-js otherwise shares one subchannel per target and options.
+    this.client = new (kbV1().AgentService)(this.target, creds, { ...CHANNEL_OPTIONS, 'grpc.use_local_subchannel_pool': 1 });
+    const call = (this.client as grpc.Client & { Session: () => grpc.ClientDuplexStream<AgentMessage, CoordinatorMessage> }).Session();
+    this.call = call;
+    let ended = false;
+    const lost = (reason: string) => {
+      if (ended || this.closed) return;
+      ended = true;
+      this.isOpen = false;
+      this.drops++;
+      this.lastError = reason;
+      setTimeout(() => this.connect(onOpen), backoffDelay(DEFAULT_BACKOFF, this.attempt++));
+    };
+    call.on('data', (msg: CoordinatorMessage) => {
+      if (msg.settings) {
+        this.isOpen = true;
+        this.attempt = 0;
+        if (!this.timers.length) this.startTimers(msg.settings.heartbeatIntervalMs, msg.settings.healthIntervalMs);
+        onOpen?.(Date.now());
+        onOpen = undefined;
+      } else if (msg.desired) {
+        this.onDesired(msg.desired);
+      }
+    });
+    call.on('error', (err: grpc.ServiceError) => lost(err.details || err.message));
+    call.on('end', () => lost('server ended the stream'));
+    const h = this.held;
+    call.write({ hello: { nodeName: this.id.node, agentVersion: SIM_VERSION, desired: h ? [{ module: h.module, revision: h.revision, specHash: h.specHash }] : [] } });
+  }
+
+  private onDesired(state: ModuleState): void {
+    this.desiredCount++;
+    this.held = state;
+    this.write({ ack: { module: state.module, revision: state.revision, specHash: state.specHash } });
+    if (!this.ackAtMs) this.ackAtMs = Date.now();
+    this.write({ result: { module: state.module, revision: state.revision, specHash: state.specHash, ok: false, error: NO_ENGINE, changed: false, actions: [] } });
+    this.resultCount++;
+  }
+
+  private startTimers(heartbeatMs: number, healthMs: number): void {
+    // Random phase, as real agents started at different times.
+    const every = (ms: number, fn: () => void) => {
+      const first = setTimeout(() => {
+        fn();
+        this.timers.push(setInterval(fn, ms));
+      }, Math.random() * ms);
+      this.timers.push(first);
+    };
+    every(heartbeatMs, () => {
+      this.write({ heartbeat: { sentAtMs: Date.now() } });
+      this.heartbeatCount++;
+    });
+    every(healthMs, () => {
+      const h = this.held;
+      this.write({
+        health: {
+          facts: FACTS,
+          modules: h ? [{ module: h.module, revision: h.revision, specHash: h.specHash, healthy: false, converged: false, checks: [{ name: 'engine', ok: false, observed: NO_ENGINE }] }] : [],
+          containers: [],
+          observedAtMs: Date.now(),
+        },
+      });
+      this.healthCount++;
+    });
+  }
+
+  /** Like agent/session.ts: nothing but the hello is sent before the coordinator's settings arrived. */
+  private write(msg: AgentMessage): void {
+    if (!this.isOpen) return;
+    try {
+      this.call?.write(msg);
+    } catch { /* stream gone */ }
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.isOpen = false;
+    try {
+      this.call?.end();
+      this.call?.cancel();
+    } catch { /* already closed */ }
+    this.client?.close();
+  }
+}
+
+// ---------------------------------------------------------------- floor role
+
+type ToFloor = { cmd: 'fanout'; state: ModuleState } | { cmd: 'count' };
+
+function floorRole(): void {
+  const [certFile, keyFile, caFile, host] = process.argv.slice(4);
+  const healthMs = Number(process.env.FLEET_HEALTH_MS ?? 10_000);
+  const heartbeatMs = Number(process.env.FLEET_HEARTBEAT_MS ?? 5000);
+  const streams = new Set<grpc.ServerDuplexStream<AgentMessage, CoordinatorMessage>>();
+  // The coordinator's transport options (message limits and the keepalive policy the agents'
+  // 20 s pings need: with grpc-js defaults the server answers them with GOAWAY too_many_pings).
+  const server = new grpc.Server({ ...SERVER_OPTIONS });
+  server.addService(kbV1().AgentService.service, {
+    Session: (call: grpc.ServerDuplexStream<AgentMessage, CoordinatorMessage>) => {
+      call.on('data', (msg: AgentMessage) => {
+        if (msg.hello) {
+          streams.add(call);
+          call.write({ settings: { heartbeatIntervalMs: heartbeatMs, healthIntervalMs: healthMs } });
+        }
+      });
+      const drop = () => streams.delete(call);
+      call.on('end', () => { drop(); call.end(); });
+      call.on('error', drop);
+      call.on('cancelled', drop);
+    },
+    Renew: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb({ code: grpc.status.UNIMPLEMENTED, details: 'floor' }),
+  });
+  const creds = grpc.ServerCredentials.createSsl(readFileSync(caFile!), [{ cert_chain: readFileSync(certFile!), private_key: readFileSync(keyFile!) }], true);
+  server.bindAsync(`${host}:0`, creds, (err, port) => {
+    if (err) throw err;
+    process.send!({ ev: 'listening', port });
+  });
+  process.on('message', (m: ToFloor) => {
+    if (m.cmd === 'fanout') for (const s of streams) s.write({ desired: m.state });
+    else process.send!({ ev: 'count', streams: streams.size });
+  });
+}
+
+// ---------------------------------------------------------------- main role
+
+interface Args { nodes: number[]; stretch: number[]; workers: number; ingestS: number; healthMs: number; docs: boolean; json?: string; transport: string }
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { nodes: [1000, 5000], stretch: [], workers: 4, ingestS: 30, healthMs: 10_000, docs: true, transport: 'mtls' };
+  const list = (v: string | undefined, flag: string) => {
+    const xs = (v ?? '').split(',').map(Number);
+    if (!xs.length || xs.some((x) => !Number.isInteger(x) || x < 1)) throw new Error(`${flag} ${v}: expected a comma-separated list of node counts`);
+    return xs;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const f = argv[i]!;
+    if (f === '--nodes') a.nodes = list(argv[++i], f);
+    else if (f === '--stretch') a.stretch = list(argv[++i], f);
+    else if (f === '--workers') a.workers = Number(argv[++i]);
+    else if (f === '--ingest-s') a.ingestS = Number(argv[++i]);
+    else if (f === '--health-interval-ms') a.healthMs = Number(argv[++i]);
+    else if (f === '--no-docs') a.docs = false;
+    else if (f === '--json') a.json = argv[++i];
+    else if (f === '--transport') a.transport = argv[++i] ?? '';
+    else throw new Error(`unknown argument ${f} (see bench/fleet/main.ts)`);
+  }
+  if (a.transport !== 'mtls') throw new Error(`--transport ${a.transport}: only mtls is supported (kb agents always use mTLS)`);
+  if (!Number.isInteger(a.workers) || a.workers < 1) throw new Error('--workers: expected a positive integer');
+  if (!(a.ingestS >= 1)) throw new Error('--ingest-s: expected at least 1');
+  if (!(a.healthMs >= 500)) throw new Error('--health-interval-ms: expected at least 500');
+  return a;
+}
+
+const SUBNET = process.env.KB_E2E_SUBNET ?? '127.0.4';
+const HOST = `${SUBNET}.250`;
+
+function nodeName(i: number): string {
+  return `lb-${String(i + 1).padStart(5, '0')}`;
+}
+/** 127.4.x.y for the i-th node (0-based): up to 64 516 distinct loopback addresses. */
+function nodeIp(i: number): string {
+  return `127.4.${Math.floor(i / 254)}.${(i % 254) + 1}`;
+}
+
+function inventory(n: number): string {
+  const header = 'ENV\tIP_PUBLIQUE\tHOSTNAME\tIP_PRIVEE\tFQDN\tUSER_SSH\tPOOL\tROLE\tSUBROLE\tDOCKER_STACK\tCORE\tNOTES';
+  const row = (name: string, ip: string, role: string, subrole: string, note: string) => `prod\t-\t${name}\t${ip}\t${name}.kb.test\troot\tbench\t${role}\t${subrole}\tbench\tyes\t${note}`;
+  const rows = [
+    row('redis-01', `${SUBNET}.1`, 'redis', 'master', 'bench/fleet: redis the haproxy config points at (no session)'),
+    row('redis-02', `${SUBNET}.2`, 'redis', 'replica', 'bench/fleet: no session'),
+    row('redis-03', `${SUBNET}.3`, 'redis', 'replica', 'bench/fleet: no session'),
+  ];
+  for (let i = 0; i < n; i++) rows.push(row(nodeName(i), nodeIp(i), 'lb', 'internal-haproxy', 'bench/fleet simulated agent'));
+  return `${[header, ...rows].join('\n')}\n`;
+}
+
+/** A process's CPU time (user + system, ms) and RSS (bytes) from /proc. */
+function procUsage(pid: number): { cpuMs: number; rssBytes: number; hwmBytes: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) * 1024;
+  return { cpuMs: (ticks * 1000) / CLK_TCK, rssBytes: kb('VmRSS'), hwmBytes: kb('VmHWM') };
+}
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** ESTABLISHED TCP connections to `host:port` (the server side's view), from `ss`. */
+function establishedTo(host: string, port: number): number {
+  const out = execFileSync('ss', ['-Htn', 'state', 'established', `( sport = :${port} )`], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  return out.split('\n').filter((l) => l.includes(`${host}:${port}`)).length;
+}
+
+class Worker {
+  readonly child: ChildProcess;
+  private waiting: ((m: FromWorker) => void)[] = [];
+  constructor(index: number) {
+    this.child = spawn(process.execPath, ['--max-old-space-size=4096', here, '--role', 'worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.child.on('message', (m: FromWorker) => this.waiting.shift()?.(m));
+    this.child.on('exit', (code) => { if (code) log(`worker ${index} exited with ${code}`); });
+  }
+  ask<T extends FromWorker>(m: ToWorker): Promise<T> {
+    return new Promise((resolve) => {
+      this.waiting.push(resolve as (m: FromWorker) => void);
+      this.child.send(m);
+    });
+  }
+}
+
+interface Side {
+  connected: number; connectMs: number; failed: string[]; tcp: number;
+  fanout: { acked: number; p50Ms: number | undefined; p99Ms: number | undefined; maxMs: number | undefined };
+  ingest: { cpuPercent: number; seconds: number; reports: number };
+  rssMb: number; hwmMb: number;
+  /** Sessions lost and re-opened by the simulated agents during the phase; sessions open at its end. */
+  drops: number; openAtEnd: number; lastError: string;
+  /** 1-minute load average of the machine at the end of the side's ingest window. */
+  load1?: number;
+  rollout?: { state: string; endMs: number; nodes: number };
+}
+
+interface SizeResult { nodes: number; kb: Side; floor: Side; loadavg: number[]; enrollMs: number; stretch: boolean }
+
+function percentile(xs: number[], p: number): number | undefined {
+  if (!xs.length) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+}
+
+async function allStats(workers: Worker[]) {
+  const st = await Promise.all(workers.map((w) => w.ask<Extract<FromWorker, { ev: 'stats' }>>({ cmd: 'stats' })));
+  return {
+    acks: st.flatMap((s) => s.acks), received: st.reduce((a, s) => a + s.received, 0), health: st.reduce((a, s) => a + s.health, 0),
+    open: st.reduce((a, s) => a + s.open, 0), sample: st.find((s) => s.sample)?.sample,
+    drops: st.reduce((a, s) => a + s.drops, 0), lastError: st.find((s) => s.lastError)?.lastError ?? '',
+  };
+}
+
+async function connectAll(workers: Worker[], target: string, caPem: string, pid: number, host: string, port: number): Promise<Pick<Side, 'connected' | 'connectMs' | 'failed' | 'tcp'>> {
+  const t0 = Date.now();
+  const res = await Promise.all(workers.map((w) => w.ask<Extract<FromWorker, { ev: 'connected' }>>({ cmd: 'connect', target, caPem, concurrency: 64 })));
+  const connectMs = Math.max(...res.map((r) => r.lastMs)) - t0;
+  const failed = res.flatMap((r) => r.failed);
+  await sleep(500);
+  const tcp = establishedTo(host, port);
+  void pid;
+  return { connected: res.reduce((a, r) => a + r.count, 0), connectMs, failed, tcp };
+}
+
+async function measureIngest(workers: Worker[], pid: number, seconds: number): Promise<Side['ingest']> {
+  const before = procUsage(pid);
+  const h0 = (await allStats(workers)).health;
+  const t0 = Date.now();
+  await sleep(seconds * 1000);
+  const after = procUsage(pid);
+  const wall = Date.now() - t0;
+  const h1 = (await allStats(workers)).health;
+  return { cpuPercent: ((after.cpuMs - before.cpuMs) / wall) * 100, seconds: wall / 1000, reports: h1 - h0 };
+}
+
+async function waitAcks(workers: Worker[], n: number, timeoutMs: number): Promise<number[]> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const s = await allStats(workers);
+    if (s.acks.length >= n || Date.now() > until) return s.acks;
+    await sleep(250);
+  }
+}
+
+function startCoordinator(args: string[], logFile: string): ChildProcess {
+  const out = openSync(logFile, 'a');
+  // KB_FLEET_PROF=DIR: V8 CPU profiles of the coordinator (one per process) in DIR.
+  const prof = process.env.KB_FLEET_PROF ? [`--cpu-prof`, `--cpu-prof-dir=${process.env.KB_FLEET_PROF}`] : [];
+  return spawn(process.execPath, [...prof, dist('kb-coordinator.cjs'), 'run', ...args], { stdio: ['ignore', out, out] });
+}
+
+async function waitListening(p: ChildProcess, logFile: string): Promise<void> {
+  const until = Date.now() + 60_000;
+  while (Date.now() < until) {
+    if (p.exitCode !== null) throw new Error(`kb-coordinator exited ${p.exitCode}: ${readFileSync(logFile, 'utf8').slice(-2000)}`);
+    if (readFileSync(logFile, 'utf8').includes('kb-coordinator listening')) return;
+    await sleep(100);
+  }
+  throw new Error('kb-coordinator not listening within 60 s');
+}
+
+async function stopProc(p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null) return;
+  const done = new Promise<void>((r) => p.once('exit', () => r()));
+  p.kill('SIGTERM');
+  await Promise.race([done, sleep(15_000).then(() => p.kill('SIGKILL'))]);
+}
+
+async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeResult> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'kb-bench-fleet-'));
+  const dataDir = path.join(dir, 'coordinator');
+  const adminConfig = path.join(dir, 'admin.kbconfig');
+  const inv = path.join(dir, 'servers.tsv');
+  writeFileSync(inv, inventory(n));
+  const versions = path.join(dir, 'versions.yaml');
+  writeFileSync(versions, readFileSync(loadTestbed().versionsFile, 'utf8'));
+  const settings = path.join(dir, 'modules.yaml');
+  writeFileSync(settings, 'haproxy:\n  bind: private\n');
+  const grpcPort = 17000 + Math.floor(Math.random() * 1000);
+  const bootPort = grpcPort + 1000;
+  execFileSync(process.execPath, [dist('kb-coordinator.cjs'), 'init', '--data-dir', dataDir, '--listen', `${HOST}:${grpcPort}`, '--admin-config', adminConfig], { stdio: 'ignore' });
+  const runArgs = [
+    '--inventory', inv, '--versions', versions, '--settings', settings, '--data-dir', dataDir, '--listen', `${HOST}:${grpcPort}`,
+    '--bootstrap-listen', `${HOST}:${bootPort}`, '--agent-binary', dist('kb-agent'),
+    // Every simulated node enrolls from the same source address: raise the per-source limit (documented flags).
+    '--enroll-burst', String(n + 10), '--enroll-per-minute', String(Math.max(600, n * 10)),
+    '--health-interval-ms', String(args.healthMs), '--heartbeat-ms', '5000',
+  ];
+  const logFile = path.join(dir, 'coordinator.log');
+  let coord = startCoordinator(runArgs, logFile);
+  const workers = Array.from({ length: args.workers }, (_, i) => new Worker(i));
+  let floor: ChildProcess | undefined;
+  try {
+    await waitListening(coord, logFile);
+    const cfg = readKbConfig(adminConfig);
+    const control = new ControlClient({ address: `${HOST}:${grpcPort}`, plaintext: false, tls: { ca: cfg.ca, certificate: cfg.certificate, key: cfg.key }, timeoutMs: 600_000 });
+    // A join token has at most 1000 uses: one token per 1000 nodes.
+    const tokens: string[] = [];
+    for (let k = 0; k * 1000 < n; k++) {
+      tokens.push((await control.createToken({ ttlMs: 3_600_000, uses: Math.min(1000, n - k * 1000), node: '', description: `bench/fleet simulated nodes ${k * 1000 + 1}-${Math.min(n, (k + 1) * 1000)}` })).token);
+    }
+    const names = Array.from({ length: n }, (_, i) => ({ node: nodeName(i), token: tokens[Math.floor(i / 1000)]! }));
+    log(`N=${n}: enrolling ${n} nodes through https://${HOST}:${bootPort}/v1/enroll (${args.workers} workers)`);
+    const te = Date.now();
+    const enrolled = await Promise.all(workers.map((w, k) => w.ask<Extract<FromWorker, { ev: 'enrolled' }>>({
+      cmd: 'enroll', nodes: names.filter((_, i) => i % args.workers === k), bootstrapUrl: `https://${HOST}:${bootPort}`, caPem: cfg.ca, concurrency: 8,
+    })));
+    const enrollMs = Date.now() - te;
+    const enrollFailed = enrolled.flatMap((e) => e.failed);
+    if (enrollFailed.length) throw new Error(`${enrollFailed.length} enrollments failed, e.g. ${enrollFailed.slice(0, 3).join('; ')}`);
+    log(`N=${n}: ${n} nodes enrolled in ${(enrollMs / 1000).toFixed(1)} s; restarting the coordinator so its RSS is that of serving, not of enrolling`);
+    control.close();
+    await stopProc(coord);
+    writeFileSync(logFile, '');
+    coord = startCoordinator(runArgs, logFile);
+    await waitListening(coord, logFile);
+    const pid = coord.pid!;
+
+    // ---- kb
+    log(`N=${n}: kb: connecting ${n} sessions`);
+    const kbConn = await connectAll(workers, `${HOST}:${grpcPort}`, cfg.ca, pid, HOST, grpcPort);
+    log(`N=${n}: kb: ${kbConn.connected}/${n} connected in ${kbConn.connectMs} ms; ${kbConn.tcp} established TCP connections to ${HOST}:${grpcPort}`);
+    const control2 = new ControlClient({ address: `${HOST}:${grpcPort}`, plaintext: false, tls: { ca: cfg.ca, certificate: cfg.certificate, key: cfg.key }, timeoutMs: 600_000 });
+    const t0 = Date.now();
+    log(`N=${n}: kb: rollout of haproxy to ${n} nodes asked for at ${new Date(t0).toISOString()}`);
+    const ask = () => control2.rollout({ module: 'haproxy', maxParallel: n, healthyDeadlineMs: 600_000, minHealthyTimeMs: 0, undo: false, wait: false }, () => undefined);
+    await ask().catch(async (err: unknown) => {
+      // The call's stream can drop while the rollout already started: then it runs; otherwise ask once more.
+      log(`N=${n}: kb: the Rollout call failed (${(err as Error).message}); checking whether the rollout started`);
+      const st = await control2.rolloutStatus({ module: 'haproxy', events: false });
+      if (!st.rollout) await ask();
+    });
+    const kbAcks = (await waitAcks(workers, kbConn.connected, 300_000)).map((t) => t - t0);
+    log(`N=${n}: kb: ${kbAcks.length} acks, p50 ${percentile(kbAcks, 50)} ms, p99 ${percentile(kbAcks, 99)} ms`);
+    let rollout: Side['rollout'];
+    for (const until = Date.now() + 300_000; Date.now() < until;) {
+      const st = await control2.rolloutStatus({ module: 'haproxy', events: false }).catch((err: unknown) => {
+        log(`N=${n}: kb: rollout status: ${(err as Error).message}`);
+        return { rollout: null };
+      });
+      if (st.rollout && st.rollout.state !== 'running') {
+        rollout = { state: st.rollout.state, endMs: st.rollout.updatedMs - t0, nodes: st.rollout.nodes.length };
+        break;
+      }
+      await sleep(500);
+    }
+    log(`N=${n}: kb: rollout ${rollout ? `${rollout.state} after ${rollout.endMs} ms (every simulated node answers "no container engine")` : 'still running after 300 s'}`);
+    const sample = (await allStats(workers)).sample;
+    await sleep(args.healthMs + 1000); // a full health round after the rollout's writes
+    const kbIngest = await measureIngest(workers, pid, args.ingestS);
+    const kbUse = procUsage(pid);
+    const kbEnd = await allStats(workers);
+    log(`N=${n}: kb: ingest ${kbIngest.cpuPercent.toFixed(1)}% of one core over ${kbIngest.seconds.toFixed(0)} s (${kbIngest.reports} reports); RSS ${(kbUse.rssBytes / 2 ** 20).toFixed(0)} MB; ${kbEnd.open} sessions open, ${kbEnd.drops} lost and re-opened${kbEnd.lastError ? ` (last: ${kbEnd.lastError})` : ''}`);
+    const kb: Side = {
+      ...kbConn, fanout: { acked: kbAcks.length, p50Ms: percentile(kbAcks, 50), p99Ms: percentile(kbAcks, 99), maxMs: percentile(kbAcks, 100) },
+      ingest: kbIngest, rssMb: kbUse.rssBytes / 2 ** 20, hwmMb: kbUse.hwmBytes / 2 ** 20, rollout,
+      drops: kbEnd.drops, openAtEnd: kbEnd.open, lastError: kbEnd.lastError, load1: os.loadavg()[0],
+    };
+    control2.close();
+    await Promise.all(workers.map((w) => w.ask({ cmd: 'disconnect' })));
+    await stopProc(coord);
+
+    // ---- floor
+    const pki = path.join(dataDir, 'pki');
+    floor = spawn(process.execPath, [here, '--role', 'floor', path.join(pki, 'server.crt'), path.join(pki, 'server.key'), path.join(pki, 'ca.crt'), HOST],
+      { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, FLEET_HEALTH_MS: String(args.healthMs), FLEET_HEARTBEAT_MS: '5000' } });
+    const floorPort = await new Promise<number>((resolve) => floor!.once('message', (m: { port: number }) => resolve(m.port)));
+    log(`N=${n}: floor: connecting ${n} sessions`);
+    const flConn = await connectAll(workers, `${HOST}:${floorPort}`, cfg.ca, floor.pid!, HOST, floorPort);
+    log(`N=${n}: floor: ${flConn.connected}/${n} connected in ${flConn.connectMs} ms; ${flConn.tcp} established TCP connections`);
+    if (!sample) throw new Error('no desired state reached any simulated agent from kb: nothing to send from the floor');
+    const f0 = Date.now();
+    floor.send({ cmd: 'fanout', state: sample });
+    const flAcks = (await waitAcks(workers, flConn.connected, 300_000)).map((t) => t - f0);
+    log(`N=${n}: floor: ${flAcks.length} acks, p50 ${percentile(flAcks, 50)} ms, p99 ${percentile(flAcks, 99)} ms`);
+    await sleep(args.healthMs + 1000);
+    const flIngest = await measureIngest(workers, floor.pid!, args.ingestS);
+    const flUse = procUsage(floor.pid!);
+    const flEnd = await allStats(workers);
+    log(`N=${n}: floor: ingest ${flIngest.cpuPercent.toFixed(1)}% over ${flIngest.seconds.toFixed(0)} s; RSS ${(flUse.rssBytes / 2 ** 20).toFixed(0)} MB; ${flEnd.open} sessions open, ${flEnd.drops} lost and re-opened`);
+    const fl: Side = {
+      ...flConn, fanout: { acked: flAcks.length, p50Ms: percentile(flAcks, 50), p99Ms: percentile(flAcks, 99), maxMs: percentile(flAcks, 100) },
+      ingest: flIngest, rssMb: flUse.rssBytes / 2 ** 20, hwmMb: flUse.hwmBytes / 2 ** 20,
+      drops: flEnd.drops, openAtEnd: flEnd.open, lastError: flEnd.lastError, load1: os.loadavg()[0],
+    };
+    await Promise.all(workers.map((w) => w.ask({ cmd: 'disconnect' })));
+    return { nodes: n, kb, floor: fl, loadavg: os.loadavg(), enrollMs, stretch };
+  } catch (err) {
+    const tail = readFileSync(logFile, 'utf8').split('\n').filter((l) => !l.includes('"agent connected"')).slice(-15).join('\n');
+    log(`N=${n} failed; coordinator ${coord.exitCode === null ? 'running' : `exited ${coord.exitCode}`}; its log ends with:\n${tail}`);
+    throw err;
+  } finally {
+    if (floor) await stopProc(floor);
+    await stopProc(coord);
+    for (const w of workers) w.child.kill();
+    if (!process.env.KB_BENCH_KEEP) rmSync(dir, { recursive: true, force: true });
+    else log(`kept ${dir}`);
+  }
+}
+
+const fmtMs = (x: number | undefined) => (x === undefined ? '-' : x >= 10_000 ? `${(x / 1000).toFixed(1)} s` : `${Math.round(x)} ms`);
+const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || b <= 0 ? '-' : `${(a / b).toFixed(2)}x`);
+
+function summarize(results: SizeResult[]): string {
+  const lines = [
+    '| nodes | side | connected (TCP conns) | time to connect all | fan-out p50 | fan-out p99 | ingest CPU (% of one core) | RSS | sessions lost / open at end | load avg (1/5/15 min) |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const r of results) {
+    const la = r.loadavg.map((x) => x.toFixed(1)).join(' / ');
+    for (const [name, s] of [['kb', r.kb], ['floor', r.floor]] as const) {
+      lines.push(`| ${r.nodes}${r.stretch ? ' (stretch)' : ''} | ${name} | ${s.connected}/${r.nodes} (${s.tcp}) | ${fmtMs(s.connectMs)} | ${fmtMs(s.fanout.p50Ms)} | ${fmtMs(s.fanout.p99Ms)} | ${s.ingest.cpuPercent.toFixed(1)} % | ${Math.round(s.rssMb)} MB | ${s.drops} / ${s.openAtEnd} | ${s.load1 !== undefined ? `${s.load1.toFixed(1)} after this side; ` : ''}${name === 'kb' ? `${la} at the end` : ''} |`);
+    }
+    lines.push(`| ${r.nodes} | kb/floor | | ${ratio(r.kb.connectMs, r.floor.connectMs)} | ${ratio(r.kb.fanout.p50Ms, r.floor.fanout.p50Ms)} | ${ratio(r.kb.fanout.p99Ms, r.floor.fanout.p99Ms)} | ${ratio(r.kb.ingest.cpuPercent, r.floor.ingest.cpuPercent)} | ${ratio(r.kb.rssMb, r.floor.rssMb)} | | |`);
+  }
+  const at = results.find((r) => r.nodes === 5000 && !r.stretch) ?? results.filter((r) => !r.stretch).at(-1);
+  lines.push('');
+  if (at) {
+    const t = (ok: boolean) => (ok ? 'met' : '**missed**');
+    lines.push(`Targets (at ${at.nodes} nodes${at.nodes !== 5000 ? '; the targets are set for 5000' : ''}):`, '');
+    lines.push(`- all connected: ${at.kb.connected}/${at.nodes}, ${at.kb.tcp} TCP connections: ${t(at.kb.connected === at.nodes && at.kb.tcp >= at.nodes)}`);
+    lines.push(`- fan-out p99 <= 2 s: ${fmtMs(at.kb.fanout.p99Ms)} (${at.kb.fanout.acked}/${at.nodes} acknowledged): ${t(at.kb.fanout.acked === at.nodes && (at.kb.fanout.p99Ms ?? Infinity) <= 2000)}`);
+    lines.push(`- ingest <= 25 % of one core: ${at.kb.ingest.cpuPercent.toFixed(1)} %: ${t(at.kb.ingest.cpuPercent <= 25)}`);
+    lines.push(`- coordinator RSS <= 1.25x the floor's: ${Math.round(at.kb.rssMb)} MB / ${Math.round(at.floor.rssMb)} MB = ${ratio(at.kb.rssMb, at.floor.rssMb)}: ${t(at.kb.rssMb <= 1.25 * at.floor.rssMb)}`);
+    for (const r of results) {
+      if (r.kb.rollout) lines.push(`- (N=${r.nodes}) the kb rollout itself ended \`${r.kb.rollout.state}\` ${fmtMs(r.kb.rollout.endMs)} after it was asked for: every simulated node answers that it has no container engine; enrollment of ${r.nodes} nodes took ${fmtMs(r.enrollMs)}`);
+    }
+  }
+  return lines.join('\n');
+}
+
+function machine(): string {
+  const cpus = os.cpus();
+  return [
+    `- CPU: ${cpus.length} x ${cpus[0]?.model ?? '?'}; RAM ${Math.round(os.totalmem() / 2 ** 30)} GiB; ${os.type()} ${os.release()}; Node ${process.version}; @grpc/grpc-js ${grpcVersion()}`,
+    '- Shared with other work: the 1-minute load average after each side, and the load averages at the end of each size, are in the table.',
+    '- Everything on loopback: the coordinator (and the floor) on one address, the simulated nodes in the inventory on 127.4.x.y.',
+  ].join('\n');
+}
+function grpcVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(path.join(repoRoot, 'node_modules/@grpc/grpc-js/package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return '?';
+  }
+}
+
+async function mainRole(): Promise<void> {
+  const argv = process.argv.slice(2);
+  // Thousands of sockets: raise the descriptor limit to the hard limit for this process tree.
+  if (!process.env.KB_FLEET_ULIMIT) {
+    const child = spawn('bash', ['-c', 'ulimit -n "$(ulimit -Hn)" && exec "$0" "$@"', process.execPath, here, ...argv], { stdio: 'inherit', env: { ...process.env, KB_FLEET_ULIMIT: '1' } });
+    child.on('exit', (code) => process.exit(code ?? 1));
+    return;
+  }
+  const args = parseArgs(argv);
+  log(`descriptor limit ${execFileSync('bash', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim()}; sizes ${args.nodes.join(', ')}${args.stretch.length ? `; stretch ${args.stretch.join(', ')}` : ''}`);
+  const results: SizeResult[] = [];
+  for (const n of args.nodes) results.push(await oneSize(n, args, false));
+  for (const n of args.stretch) {
+    try {
+      results.push(await oneSize(n, args, true));
+    } catch (err) {
+      log(`stretch N=${n} failed: ${(err as Error).message}`);
+    }
+  }
+  const summary = summarize(results);
+  process.stdout.write(`\n${summary}\n`);
+  const command = `npm run bench -- fleet --nodes ${args.nodes.join(',')}${args.stretch.length ? ` --stretch ${args.stretch.join(',')}` : ''}${args.workers !== 4 ? ` --workers ${args.workers}` : ''}${args.ingestS !== 30 ? ` --ingest-s ${args.ingestS}` : ''}${args.healthMs !== 10_000 ? ` --health-interval-ms ${args.healthMs}` : ''}`;
+  if (args.json) writeFileSync(args.json, JSON.stringify({ args, results }, null, 2));
+  if (args.docs) {
+    const section = [
+      '<!-- bench:fleet:start (written by bench/fleet/main.ts) -->',
+      `Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC with \`${command}\` on:`,
+      '',
+      machine(),
+      '',
+      summary,
+      '<!-- bench:fleet:end -->',
+    ].join('\n');
+    const file = path.join(repoRoot, 'docs/benchmarks.md');
+    const doc = readFileSync(file, 'utf8');
+    const re = /<!-- bench:fleet:start[\s\S]*?<!-- bench:fleet:end -->/;
+    writeFileSync(file, re.test(doc) ? doc.replace(re, section) : `${doc.trimEnd()}\n\n${section}\n`);
+    log(`results written to ${file}`);
+  }
+}
+
+const role = process.argv[2] === '--role' ? process.argv[3] : 'main';
+if (role === 'worker') {
+  void workerRole();
+} else if (role === 'floor') {
+  floorRole();
+} else {
+  mainRole().catch((err: unknown) => {
+    process.stderr.write(`bench fleet: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,51 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { repoRoot } from '../helpers/cluster.js';
+
+// Keeps bench/fleet working: 50 simulated nodes (real enrollment, real mTLS, one TCP
+// connection each), kb and the bare grpc-js floor, a 2 s health interval, docs untouched.
+// It judges no speed (that lives in docs/benchmarks.md): it checks the benchmark runs to the
+// end for both sides and reports every metric.
+
+interface Side {
+  connected: number; tcp: number; connectMs: number;
+  fanout: { acked: number; p50Ms?: number; p99Ms?: number };
+  ingest: { cpuPercent: number; reports: number };
+  rssMb: number; openAtEnd: number;
+  rollout?: { state: string; nodes: number };
+}
+
+describe('bench fleet smoke', () => {
+  it('bench/fleet connects 50 simulated agents to kb and to the floor and reports every metric for both', async () => {
+    const json = path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-bench-')), 'fleet.json');
+    const r = await new Promise<{ code: number; out: string }>((resolve) => {
+      execFile(process.execPath, [path.join(repoRoot, 'bench/run.mjs'), '--no-build', 'fleet', '--nodes', '50', '--workers', '2', '--ingest-s', '3', '--health-interval-ms', '2000', '--no-docs', '--json', json],
+        { cwd: repoRoot, timeout: 85_000, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, KB_E2E_SUBNET: process.env.KB_E2E_SUBNET ?? '127.0.1' } },
+        (err, stdout, stderr) => resolve({ code: err ? 1 : 0, out: `${stdout}${stderr}` }));
+    });
+    if (r.code !== 0) console.log(r.out);
+    expect(r.code).toBe(0);
+    for (const side of ['kb', 'floor']) expect(r.out).toMatch(new RegExp(`\\| 50 \\| ${side} \\| 50/50 \\(\\d+\\) \\| \\d`));
+    const res = JSON.parse(readFileSync(json, 'utf8')) as { results: { nodes: number; kb: Side; floor: Side }[] };
+    expect(res.results).toHaveLength(1);
+    const { kb, floor } = res.results[0]!;
+    for (const [name, s] of [['kb', kb], ['floor', floor]] as const) {
+      expect(s.connected, name).toBe(50);
+      // One TCP connection per session, counted by ss on the server's port.
+      expect(s.tcp, name).toBe(50);
+      expect(s.connectMs, name).toBeGreaterThan(0);
+      expect(s.fanout.acked, name).toBe(50);
+      expect(s.fanout.p50Ms, name).toBeGreaterThanOrEqual(0);
+      expect(s.fanout.p99Ms, name).toBeGreaterThanOrEqual(s.fanout.p50Ms!);
+      expect(s.ingest.reports, name).toBeGreaterThan(0);
+      expect(s.ingest.cpuPercent, name).toBeGreaterThanOrEqual(0);
+      expect(s.rssMb, name).toBeGreaterThan(10);
+      expect(s.openAtEnd, name).toBe(50);
+    }
+    // The simulated agents apply nothing (no container engine) and say so: the rollout fails on every node.
+    expect(kb.rollout).toMatchObject({ state: 'failed', nodes: 50 });
+  });
+});
