@@ -235,7 +235,9 @@ export class RolloutEngine {
       return r;
     }
     await this.event(r, 'rollout-start', '', `revision ${target.revision} (from ${r.fromRevision}) on ${nodes.map((n) => n.node).join(', ')}; max_parallel ${r.maxParallel}; images ${Object.values(target.images).join(', ')}`);
-    this.launch(r);
+    // The revision just stored is driven from memory (at thousands of nodes, reading its
+    // states back from the store costs a parse of megabytes of JSON before the first send).
+    this.launch(r, target);
     return r;
   }
 
@@ -260,8 +262,8 @@ export class RolloutEngine {
     await Promise.all([...this.running.values()]);
   }
 
-  private launch(r: RolloutRecord): void {
-    const p = this.drive(r)
+  private launch(r: RolloutRecord, rev?: RevisionRecord): void {
+    const p = this.drive(r, rev)
       .catch(async (err: unknown) => {
         if (this.stopped || err instanceof EngineStoppedError || err instanceof FencedWriteError) {
           // Leadership ended (or the process is stopping): the next leader resumes from the store.
@@ -300,8 +302,8 @@ export class RolloutEngine {
     this.abort.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
   }
 
-  private async drive(r: RolloutRecord): Promise<void> {
-    const rev = await this.deps.store.getRevision(r.module, r.revision);
+  private async drive(r: RolloutRecord, known?: RevisionRecord): Promise<void> {
+    const rev = known ?? await this.deps.store.getRevision(r.module, r.revision);
     if (!rev) throw new RolloutError(`revision ${r.revision} of ${r.module} is missing from the store`);
     while (r.state === 'running') {
       const batch = r.nodes.filter((n) => n.phase !== 'healthy').slice(0, r.maxParallel);

@@ -25,6 +25,21 @@ describe('log redaction', () => {
     expect(out).toContain('[redacted]');
   });
 
+  it('censors those keys at any depth and inside errors, without touching the logged objects', async () => {
+    const deep = { a: { b: { c: { d: { password: 'pw-deep-6', ok: 'visible-1' } } } } };
+    const err = Object.assign(new Error('boom'), { token: 'tok-in-error-7', code: 'E_X' });
+    const out = await logged(2, (log) => {
+      log.info({ deep }, 'deep');
+      log.error({ err }, 'with error');
+    });
+    for (const v of ['pw-deep-6', 'tok-in-error-7']) expect(out).not.toContain(v);
+    expect(out).toContain('visible-1');
+    expect(out).toContain('E_X');
+    expect(out).toContain('boom');
+    expect(deep.a.b.c.d.password).toBe('pw-deep-6');
+    expect(err.token).toBe('tok-in-error-7');
+  });
+
   it('scrubs values the process holds from messages, errors and fields under any key', async () => {
     registerSecretValues(['Held-Secret-Value-9', 'short']);
     try {
