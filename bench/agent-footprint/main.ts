@@ -37,6 +37,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { writeBenchSection } from '../lib/docs.js';
 import type { MemoryReport } from '../../agent/memory.js';
 import { Cluster, FAST_REDIS_SETTINGS, REDIS_NODES, dist, repoRoot } from '../../test/helpers/cluster.js';
 import { installerRuntimeEnv } from '../../test/helpers/installer-env.js';
@@ -455,19 +456,7 @@ async function main(): Promise<void> {
     process.stdout.write(`\n${summary}\n`);
     if (args.json) writeFileSync(args.json, JSON.stringify({ args, installerEnv: installer, results }, null, 2));
     if (args.docs) {
-      const section = [
-        '<!-- bench:agent-footprint:start (written by bench/agent-footprint/main.ts) -->',
-        `Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC with \`${command}\` on:`,
-        '',
-        machine(cluster),
-        '',
-        summary,
-        '<!-- bench:agent-footprint:end -->',
-      ].join('\n');
-      const file = path.join(repoRoot, 'docs/benchmarks.md');
-      const doc = readFileSync(file, 'utf8');
-      const re = /<!-- bench:agent-footprint:start[\s\S]*?<!-- bench:agent-footprint:end -->/;
-      writeFileSync(file, re.test(doc) ? doc.replace(re, section) : `${doc.trimEnd()}\n\n${section}\n`);
+      const file = writeBenchSection(repoRoot, 'agent-footprint', command, machine(cluster), summary);
       log(`results written to ${file}`);
     }
   } catch (err) {

@@ -32,6 +32,7 @@ import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
+import { writeBenchSection } from '../lib/docs.js';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { CHANNEL_OPTIONS, kbV1, SERVER_OPTIONS } from '../../proto/index.js';
@@ -689,19 +690,7 @@ async function mainRole(): Promise<void> {
   const command = `npm run bench -- fleet --nodes ${args.nodes.join(',')}${args.stretch.length ? ` --stretch ${args.stretch.join(',')}` : ''}${args.workers !== 4 ? ` --workers ${args.workers}` : ''}${args.ingestS !== 30 ? ` --ingest-s ${args.ingestS}` : ''}${args.healthMs !== 10_000 ? ` --health-interval-ms ${args.healthMs}` : ''}`;
   if (args.json) writeFileSync(args.json, JSON.stringify({ args, results }, null, 2));
   if (args.docs) {
-    const section = [
-      '<!-- bench:fleet:start (written by bench/fleet/main.ts) -->',
-      `Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC with \`${command}\` on:`,
-      '',
-      machine(),
-      '',
-      summary,
-      '<!-- bench:fleet:end -->',
-    ].join('\n');
-    const file = path.join(repoRoot, 'docs/benchmarks.md');
-    const doc = readFileSync(file, 'utf8');
-    const re = /<!-- bench:fleet:start[\s\S]*?<!-- bench:fleet:end -->/;
-    writeFileSync(file, re.test(doc) ? doc.replace(re, section) : `${doc.trimEnd()}\n\n${section}\n`);
+    const file = writeBenchSection(repoRoot, 'fleet', command, machine(), summary);
     log(`results written to ${file}`);
   }
 }

@@ -30,6 +30,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { writeBenchSection } from '../lib/docs.js';
 import type Docker from 'dockerode';
 import { parseEndpoint } from '../../shared/redis/endpoint.js';
 import { loadIoredis } from '../../shared/redis/client.js';
@@ -366,19 +367,7 @@ async function main(): Promise<void> {
     process.stdout.write(`\n${summary}\n`);
     if (args.json) writeFileSync(args.json, JSON.stringify({ args, results }, null, 2));
     if (args.docs) {
-      const section = [
-        '<!-- bench:redis-failover:start (written by bench/redis-failover/main.ts) -->',
-        `Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC with \`${command}\` on:`,
-        '',
-        machine(cluster),
-        '',
-        summary,
-        '<!-- bench:redis-failover:end -->',
-      ].join('\n');
-      const file = path.join(repoRoot, 'docs/benchmarks.md');
-      const doc = readFileSync(file, 'utf8');
-      const re = /<!-- bench:redis-failover:start[\s\S]*?<!-- bench:redis-failover:end -->/;
-      writeFileSync(file, re.test(doc) ? doc.replace(re, section) : `${doc.trimEnd()}\n\n${section}\n`);
+      const file = writeBenchSection(repoRoot, 'redis-failover', command, machine(cluster), summary);
       log(`results written to ${file}`);
     }
   } finally {

@@ -33,6 +33,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { writeBenchSection } from '../lib/docs.js';
 import { Redis } from 'ioredis';
 import { Cluster, FAST_REDIS_SETTINGS, SUBNET, repoRoot, type TestNode } from '../../test/helpers/cluster.js';
 import { redisPasswordOn } from '../../test/helpers/credentials.js';
@@ -276,19 +277,7 @@ async function main(): Promise<void> {
       args.pauseMs !== DEFAULT_PAUSE_MS ? ` --pause ${args.pauseMs / 1000}` : '',
     ].join('');
     const command = `KB_E2E_SUBNET=${SUBNET} npm run bench -- rollout-vs-ansible${extra}`;
-    const section = [
-      '<!-- bench:rollout-vs-ansible:start (written by bench/rollout-vs-ansible/main.ts) -->',
-      `Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC with \`${command}\` on:`,
-      '',
-      machine(probe.tb.dockerHost),
-      '',
-      summary,
-      '<!-- bench:rollout-vs-ansible:end -->',
-    ].join('\n');
-    const file = path.join(repoRoot, 'docs/benchmarks.md');
-    const doc = readFileSync(file, 'utf8');
-    const re = /<!-- bench:rollout-vs-ansible:start[\s\S]*?<!-- bench:rollout-vs-ansible:end -->/;
-    writeFileSync(file, re.test(doc) ? doc.replace(re, section) : `${doc.trimEnd()}\n\n${section}\n`);
+    const file = writeBenchSection(repoRoot, 'rollout-vs-ansible', command, machine(probe.tb.dockerHost), summary);
     log(`results written to ${file}`);
   }
 }
