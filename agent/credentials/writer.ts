@@ -125,10 +125,7 @@ export class CredentialsDir {
     try {
       fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return undefined;
-      if (code === 'ELOOP') throw new CredentialsRefusedError(`refused to read ${file}: it is a symlink`);
-      throw err;
+      return notOpened(file, err);
     }
     try {
       return await fh.readFile('utf8');
@@ -144,10 +141,7 @@ export class CredentialsDir {
     try {
       fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return undefined;
-      if (code === 'ELOOP') throw new CredentialsRefusedError(`refused to read ${file}: it is a symlink`);
-      throw err;
+      return notOpened(file, err);
     }
     try {
       return readFileSync(fd, 'utf8');
@@ -250,4 +244,12 @@ export class CredentialsDir {
       await dh.close();
     }
   }
+}
+
+/** Why a credentials file could not be opened for reading: missing (undefined), a symlink (refused), or the error itself. */
+function notOpened(file: string, err: unknown): undefined {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return undefined;
+  if (code === 'ELOOP') throw new CredentialsRefusedError(`refused to read ${file}: it is a symlink`);
+  throw err;
 }
