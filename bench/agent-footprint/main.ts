@@ -38,6 +38,7 @@ import { chmodSync, copyFileSync, mkdirSync, readFileSync, readlinkSync, rmSync,
 import os from 'node:os';
 import path from 'node:path';
 import { writeBenchSection } from '../lib/docs.js';
+import { dockerVersion, hostLine } from '../lib/machine.js';
 import type { MemoryReport } from '../../agent/memory.js';
 import { Cluster, FAST_REDIS_SETTINGS, REDIS_NODES, dist, repoRoot } from '../../test/helpers/cluster.js';
 import { installerRuntimeEnv } from '../../test/helpers/installer-env.js';
@@ -327,11 +328,9 @@ function summarize(results: Measured[], args: Args): string {
 }
 
 function machine(cluster: Cluster): string {
-  const cpus = os.cpus();
-  const v = (cmd: string, a: string[]) => { try { return execFileSync(cmd, a, { encoding: 'utf8' }).split('\n')[0]!.trim(); } catch { return '?'; } };
   return [
-    `- CPU: ${cpus.length} x ${cpus[0]?.model ?? '?'}; RAM ${Math.round(os.totalmem() / 2 ** 30)} GiB; ${os.type()} ${os.release()}`,
-    `- Node ${process.version} (the single executables are copies of it); Docker ${v('docker', ['-H', cluster.tb.dockerHost, 'version', '--format', '{{.Server.Version}}'])}`,
+    `- CPU: ${hostLine()}`,
+    `- Node ${process.version} (the single executables are copies of it); Docker ${dockerVersion(cluster.tb.dockerHost)}`,
     `- kb-agent: dist/kb-agent, ${Math.round(Number(execFileSync('stat', ['-c', '%s', dist('kb-agent')], { encoding: 'utf8' })) / 1e6)} MB, bundle dist/kb-agent.cjs ${Math.round(Number(execFileSync('stat', ['-c', '%s', dist('kb-agent.cjs')], { encoding: 'utf8' })) / 1024)} KiB`,
     '- One node on a loopback address; the coordinator on the same host (other helpers\' work shares the 2 cores: CPU figures carry that noise).',
   ].join('\n');

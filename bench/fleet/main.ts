@@ -33,6 +33,7 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { writeBenchSection } from '../lib/docs.js';
+import { hostLine } from '../lib/machine.js';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { CHANNEL_OPTIONS, kbV1, SERVER_OPTIONS } from '../../proto/index.js';
@@ -651,9 +652,8 @@ function summarize(results: SizeResult[]): string {
 }
 
 function machine(): string {
-  const cpus = os.cpus();
   return [
-    `- CPU: ${cpus.length} x ${cpus[0]?.model ?? '?'}; RAM ${Math.round(os.totalmem() / 2 ** 30)} GiB; ${os.type()} ${os.release()}; Node ${process.version}; @grpc/grpc-js ${grpcVersion()}`,
+    `- CPU: ${hostLine()}; Node ${process.version}; @grpc/grpc-js ${grpcVersion()}`,
     '- Shared with other work: the 1-minute load average after each side, and the load averages at the end of each size, are in the table.',
     '- Everything on loopback: the coordinator (and the floor) on one address, the simulated nodes in the inventory on 127.4.x.y.',
   ].join('\n');

@@ -28,9 +28,9 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { writeBenchSection } from '../lib/docs.js';
+import { dockerVersion, firstLine, hostLine } from '../lib/machine.js';
 import type Docker from 'dockerode';
 import { parseEndpoint } from '../../shared/redis/endpoint.js';
 import { loadIoredis } from '../../shared/redis/client.js';
@@ -321,12 +321,10 @@ function summarize(results: RunResult[], args: Args): string {
 }
 
 function machine(cluster: Cluster): string {
-  const cpus = os.cpus();
-  const v = (cmd: string, a: string[]) => { try { return execFileSync(cmd, a, { encoding: 'utf8' }).split('\n')[0]!.trim(); } catch { return '?'; } };
   return [
-    `- CPU: ${cpus.length} x ${cpus[0]?.model ?? '?'}; RAM ${Math.round(os.totalmem() / 2 ** 30)} GiB; ${os.type()} ${os.release()}`,
-    `- Node ${process.version}; Docker ${v('docker', ['-H', cluster.tb.dockerHost, 'version', '--format', '{{.Server.Version}}'])}`,
-    `- Images built from Debian packages: ${v('redis-server', ['--version'])}; ${v('haproxy', ['-v'])}`,
+    `- CPU: ${hostLine()}`,
+    `- Node ${process.version}; Docker ${dockerVersion(cluster.tb.dockerHost)}`,
+    `- Images built from Debian packages: ${firstLine('redis-server', ['--version'])}; ${firstLine('haproxy', ['-v'])}`,
     '- Everything on loopback addresses of one host (3 Redis + Sentinel nodes, 1 HAProxy node, kb coordinator and agents).',
   ].join('\n');
 }

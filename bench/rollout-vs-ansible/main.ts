@@ -34,6 +34,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { writeBenchSection } from '../lib/docs.js';
+import { dockerVersion, firstLine, hostLine } from '../lib/machine.js';
 import { Redis } from 'ioredis';
 import { Cluster, FAST_REDIS_SETTINGS, SUBNET, repoRoot, type TestNode } from '../../test/helpers/cluster.js';
 import { redisPasswordOn } from '../../test/helpers/credentials.js';
@@ -236,12 +237,11 @@ function summarize(results: SizeResult[], args: Args): string {
 }
 
 function machine(dockerHost: string): string {
-  const cpus = os.cpus();
-  const v = (cmd: string, a: string[]) => { try { return execFileSync(cmd, a, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0]!.trim(); } catch { return '?'; } };
+  const v = firstLine;
   const pkg = (p: string) => v('dpkg-query', ['-W', '-f=${Version}', p]);
   return [
-    `- CPU: ${cpus.length} x ${cpus[0]?.model ?? '?'} (shared with other work; load average at the end ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}); RAM ${Math.round(os.totalmem() / 2 ** 30)} GiB; ${os.type()} ${os.release()}`,
-    `- Node ${process.version}; Docker ${v('docker', ['-H', dockerHost, 'version', '--format', '{{.Server.Version}}'])}; image kb/redis built from Debian's ${v('redis-server', ['--version'])}`,
+    `- CPU: ${hostLine(` (shared with other work; load average at the end ${os.loadavg().map((x) => x.toFixed(1)).join(' ')})`)}`,
+    `- Node ${process.version}; Docker ${dockerVersion(dockerHost)}; image kb/redis built from Debian's ${v('redis-server', ['--version'])}`,
     `- Ansible: Debian's ansible ${pkg('ansible')} (${v('ansible', ['--version'])}), community.docker ${v('sh', ['-c', "ansible-galaxy collection list community.docker 2>/dev/null | awk '/community.docker/ {print $2}'"])}, python3-docker ${pkg('python3-docker')} (the Docker SDK /usr/bin/python3 imports on the target: ${v('/usr/bin/python3', ['-c', 'import docker; print(docker.__version__)'])}); OpenSSH ${pkg('openssh-server')}`,
     '- Everything on one host: nodes are loopback addresses sharing one Docker engine; sshd, coordinator and agents on loopback.',
   ].join('\n');
