@@ -57,4 +57,24 @@ describe('SqliteStore', () => {
     await b.close();
     await a.close();
   });
+  it('group commit: when a failure rolls the whole transaction back, the writes of its turn fail with it (none resolves unwritten)', async () => {
+    const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-store-')), 'kb.db');
+    const a = new SqliteStore(file);
+    await a.upsertNode({ name: 'before', agentVersion: 'v', firstSeenMs: 1, lastSeenMs: 1, facts: null });
+    // A full disk, made small: SQLite answers SQLITE_FULL.
+    const db = (a as unknown as { db: { pragma(s: string, o?: { simple: boolean }): unknown } }).db;
+    const pages = Number(db.pragma('page_count', { simple: true }));
+    db.pragma(`max_page_count = ${pages + 2}`);
+    const small = Array.from({ length: 5 }, (_, i) => a.upsertNode({ name: `small-${i}`, agentVersion: 'v', firstSeenMs: i, lastSeenMs: i, facts: null }));
+    const big = a.putRevision({ module: 'm', revision: 1, createdMs: 1, images: {}, healthyMs: null, sourceRevision: null, states: { n: { big: 'x'.repeat(1 << 20) } as never } });
+    const outcomes = await Promise.allSettled([...small, big]);
+    expect(outcomes.at(-1)!.status).toBe('rejected');
+    const b = new SqliteStore(file);
+    const stored = (await b.listNodes()).map((n) => n.name);
+    // Each small write either landed or failed: none resolved while lost.
+    for (const [i, o] of outcomes.slice(0, 5).entries()) expect(stored.includes(`small-${i}`)).toBe(o.status === 'fulfilled');
+    expect(stored).toContain('before');
+    await b.close();
+    await a.close();
+  });
 });
