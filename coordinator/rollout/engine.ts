@@ -116,7 +116,7 @@ export class RolloutEngine {
     connected: (s: { node: string }) => this.route(s.node, (g) => g.connected()),
   };
   /** Per rollout: the save being written, and the one waiting to start (that every later caller joins). */
-  private readonly saves = new Map<string, { inflight?: Promise<void>; next?: Promise<void> }>();
+  private readonly saves = new Map<string, { inflight?: Promise<void>; next?: Promise<void>; startedMs?: number }>();
 
   constructor(private readonly deps: EngineDeps) {
     this.live.setMaxListeners(0);
@@ -342,13 +342,14 @@ export class RolloutEngine {
     const { store, sessions } = this.deps;
     const startMs = Date.now();
     n.phase = 'applying';
-    // The phase and the assignment are durable before the state is sent (a restarted
-    // coordinator resends it); they are written together, and the event is not waited for.
+    // The assignment is durable before the state is sent: a restarted coordinator resends a
+    // node its stored assignment when the agent reconnects, so an assignment that lagged the
+    // send would take the node back to the older revision. The phase is not waited for: a
+    // resumed rollout drives every node that is not `healthy` again, `pending` and `applying`
+    // alike (and a resend of a state the agent holds is acknowledged without applying it).
+    this.background(this.save(r));
     this.background(this.event(r, 'node-apply', n.node, `sending revision ${state.revision} (spec ${state.specHash.slice(0, 12)})`));
-    await Promise.all([
-      this.save(r),
-      store.putAssignment({ node: n.node, module: r.module, revision: state.revision, specHash: state.specHash, assignedMs: startMs }),
-    ]);
+    await store.putAssignment({ node: n.node, module: r.module, revision: state.revision, specHash: state.specHash, assignedMs: startMs });
     let message: CoordinatorMessage;
     try {
       message = this.deps.secrets ? await this.deps.secrets.desiredMessage(state) : { desired: state };
@@ -474,8 +475,10 @@ export class RolloutEngine {
    * flight, every later save joins the single next write, which stores the record as it is
    * when it starts (so it includes every change made before the caller's save). A batch of
    * thousands of nodes changing phase then writes the record a few times, not once per node
-   * (each write encodes the whole record). Resolves once a write holding the caller's changes
-   * is durable.
+   * (each write encodes the whole record). Writes of a wide rollout are also paced (see
+   * `paced`): at thousands of nodes each write encodes hundreds of kilobytes, and one per
+   * event-loop turn took a tenth of the coordinator's time during a fan-out. Resolves once a
+   * write holding the caller's changes is durable.
    */
   private save(r: RolloutRecord): Promise<void> {
     if (this.stopped) return Promise.reject(new EngineStoppedError(`engine stopped: rollout ${r.id} not saved`));
@@ -483,16 +486,18 @@ export class RolloutEngine {
     if (!st) this.saves.set(r.id, (st = {}));
     if (st.next) return st.next;
     const state = st;
-    const next = (state.inflight ?? Promise.resolve()).catch(() => undefined).then(() => {
+    const next = (state.inflight ?? Promise.resolve()).catch(() => undefined).then(() => paced(state.startedMs, r.nodes.length)).then(() => {
       state.next = undefined;
       if (this.stopped) throw new EngineStoppedError(`engine stopped: rollout ${r.id} not saved`);
       r.updatedMs = Date.now();
+      state.startedMs = r.updatedMs;
       const p = this.deps.store.putRollout(r);
       state.inflight = p;
       return p.finally(() => {
         if (state.inflight !== p) return;
         state.inflight = undefined;
-        if (!state.next) this.saves.delete(r.id);
+        // Kept while the rollout runs: the next write is paced from this one's start.
+        if (!state.next && r.state !== 'running') this.saves.delete(r.id);
       });
     });
     state.next = next;
@@ -512,6 +517,20 @@ export class RolloutEngine {
     this.deps.log.info({ rollout: r.id, node, kind, check }, message);
     this.live.emit(r.id, e, r);
   }
+}
+
+/**
+ * Minimum spacing of two writes of one rollout record, by its width: none below 100 nodes,
+ * then 1 ms per 20 nodes, at most 250 ms (5,000 nodes). A write waits out the rest of the
+ * spacing since the previous write started; every save made meanwhile joins it.
+ */
+export function saveSpacingMs(nodes: number): number {
+  return nodes < 100 ? 0 : Math.min(250, Math.floor(nodes / 20));
+}
+
+function paced(lastStartMs: number | undefined, nodes: number): Promise<void> | undefined {
+  const wait = lastStartMs === undefined ? 0 : lastStartMs + saveSpacingMs(nodes) - Date.now();
+  return wait > 0 ? new Promise((resolve) => setTimeout(resolve, wait)) : undefined;
 }
 
 function sameStates(a: Record<string, ModuleState>, b: Record<string, ModuleState>): boolean {

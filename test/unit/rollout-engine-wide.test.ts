@@ -1,0 +1,97 @@
+import { EventEmitter } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import type { ImageResolver } from '../../coordinator/images/resolve.js';
+import { RolloutEngine, saveSpacingMs } from '../../coordinator/rollout/engine.js';
+import type { NodeSessionView } from '../../coordinator/sessions.js';
+import { SqliteStore } from '../../coordinator/store/sqlite.js';
+import type { AssignmentRecord, RolloutRecord } from '../../coordinator/store/types.js';
+import type { CoordinatorMessage, ModuleHealth } from '../../proto/types.js';
+import { parseInventory } from '../../shared/inventory/index.js';
+import { parseVersions } from '../../shared/versions/index.js';
+
+const HEADER = 'ENV\tIP_PUBLIQUE\tHOSTNAME\tIP_PRIVEE\tFQDN\tUSER_SSH\tPOOL\tROLE\tSUBROLE\tDOCKER_STACK\tCORE\tNOTES';
+const row = (name: string, ip: string, role: string, subrole: string) => `prod\t-\t${name}\t${ip}\t${name}.t\troot\tp\t${role}\t${subrole}\tx\tyes\tn`;
+const resolver: ImageResolver = { resolve: async (ref) => `${ref}@sha256:${'a'.repeat(64)}` };
+
+/** The store, recording when each assignment became durable and how often the rollout record was written. */
+class CountingStore extends SqliteStore {
+  rolloutWrites = 0;
+  readonly durable = new Map<string, AssignmentRecord>();
+  override async putRollout(r: RolloutRecord): Promise<void> {
+    this.rolloutWrites++;
+    await super.putRollout(r);
+  }
+  override async putAssignment(a: AssignmentRecord): Promise<void> {
+    await super.putAssignment(a);
+    this.durable.set(a.node, a);
+  }
+}
+
+/** Sessions of simulated agents that report the state they are sent as converged and healthy. */
+class Agents extends EventEmitter {
+  readonly views = new Map<string, NodeSessionView>();
+  get(node: string): NodeSessionView | undefined {
+    return this.views.get(node);
+  }
+  all(): NodeSessionView[] {
+    return [...this.views.values()];
+  }
+}
+
+describe('rollout engine, one wide batch', () => {
+  it('sends each node its state only once its assignment is durable, and writes the rollout record far fewer times than nodes change phase', async () => {
+    const n = 400;
+    const rows = [row('redis-01', '127.0.1.1', 'redis', 'master'), row('redis-02', '127.0.1.2', 'redis', 'replica'), row('redis-03', '127.0.1.3', 'redis', 'replica')];
+    for (let i = 0; i < n; i++) rows.push(row(`lb-${i}`, `127.0.${2 + Math.floor(i / 250)}.${(i % 250) + 1}`, 'lb', 'internal-haproxy'));
+    const inventory = parseInventory(`${[HEADER, ...rows].join('\n')}\n`, 'servers.tsv');
+    const versions = parseVersions('redis_image: "127.0.0.1:5000/kb/redis:7.0-kb1"\nhaproxy_image: "127.0.0.1:5000/kb/haproxy:2.6-kb1"\n', 'versions.yaml');
+    const store = new CountingStore(path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-engine-')), 'kb.db'));
+    const agents = new Agents();
+    for (let i = 0; i < n; i++) agents.views.set(`lb-${i}`, { node: `lb-${i}`, agentVersion: 't', connectedMs: 0, lastSeenMs: 0, facts: null, health: new Map(), containers: [] });
+    const sentBeforeDurable: string[] = [];
+    const sent = new Map<string, number>();
+    const deliver = (node: string, msg: CoordinatorMessage) => {
+      const st = msg.desired!;
+      if (store.durable.get(node)?.revision !== st.revision) sentBeforeDurable.push(node);
+      sent.set(node, (sent.get(node) ?? 0) + 1);
+      // Each agent answers on its own time (within 300 ms): healthy at this revision.
+      setTimeout(() => {
+        const m: ModuleHealth = { module: 'haproxy', revision: st.revision, specHash: st.specHash, healthy: true, converged: true, checks: [] };
+        agents.views.get(node)!.health.set('haproxy', m);
+        agents.emit('health', node, { modules: [m] });
+      }, Math.random() * 300);
+    };
+    const engine = new RolloutEngine({
+      store, sessions: agents as never, resolver, log: pino({ level: 'silent' }), deliver,
+      inputs: () => ({ inventory, versions, settings: {} }),
+    });
+    const t0 = Date.now();
+    const r = await engine.start('haproxy', { maxParallel: n, minHealthyTimeMs: 0, healthyDeadlineMs: 60_000 });
+    await engine.wait(r.id);
+    const elapsed = Date.now() - t0;
+    const done = await store.getRollout(r.id);
+    expect(done?.state).toBe('succeeded');
+    expect(done?.nodes.every((x) => x.phase === 'healthy')).toBe(true);
+    expect(sent.size).toBe(n);
+    expect([...sent.values()].every((c) => c === 1)).toBe(true);
+    expect(sentBeforeDurable).toEqual([]);
+    // Every node changes phase three times (applying, verifying, healthy): 3n saves asked for,
+    // the answers spread over 300 ms (hundreds of event-loop turns),
+    // coalesced (one write per event-loop turn at most) and paced (at most one per 20 ms at this width).
+    expect(store.rolloutWrites).toBeLessThanOrEqual(Math.ceil(elapsed / 20) + 3);
+    await engine.stop();
+    await store.close();
+  });
+
+  it('paces writes of a rollout record by its width', () => {
+    expect(saveSpacingMs(3)).toBe(0);
+    expect(saveSpacingMs(99)).toBe(0);
+    expect(saveSpacingMs(400)).toBe(20);
+    expect(saveSpacingMs(5000)).toBe(250);
+    expect(saveSpacingMs(50_000)).toBe(250);
+  });
+});
