@@ -2,6 +2,7 @@
 /**
  * kb-coordinator entry point: parses options and wires parts together, nothing else.
  */
+import './v8-flags.js';
 import { Command, Option } from 'commander';
 import path from 'node:path';
 import { createLogger } from '../shared/log/index.js';
@@ -11,6 +12,7 @@ import { ConfigError, Coordinator, compileOptions } from './coordinator.js';
 import { defaultConfigPath } from './kbctl/config.js';
 import { initCoordinator } from './pki/init.js';
 import { KB_VERSION } from '../shared/version.js';
+import { coordinatorV8Flags } from './v8-flags.js';
 
 const program = new Command('kb-coordinator')
   .description('kb coordinator: computes per-node plans, streams them to agents, runs health-gated rollouts')
@@ -82,7 +84,7 @@ program
     const c = new Coordinator(config, log);
     await c.start();
     const bootstrap = config.plaintext ? ' (plaintext, development only)' : ` (mTLS); bootstrap ${c.bootstrapUrl()}`;
-    process.stdout.write(`kb-coordinator listening on ${config.listenHost}:${c.port}${bootstrap} (store ${config.store.kind}, name ${config.name})\n`);
+    process.stdout.write(`kb-coordinator listening on ${config.listenHost}:${c.port}${bootstrap} (store ${config.store.kind}, name ${config.name}${coordinatorV8Flags ? `, V8 ${coordinatorV8Flags}` : ''})\n`);
     const stop = (sig: string) => {
       log.info({ sig }, 'stopping');
       void c.stop().finally(() => process.exit(0));
