@@ -4,7 +4,7 @@
  *
  *   npm run bench -- fleet [--nodes 1000,5000] [--stretch 10000] [--workers 4]
  *                          [--ingest-s 30] [--health-interval-ms 10000] [--transport mtls]
- *                          [--no-docs] [--json FILE]
+ *                          [--no-docs] [--json FILE] [--kb-only]
  *
  * One process file, three roles (this bundle re-runs itself):
  *  - main: writes an inventory of N lb/internal-haproxy nodes on loopback addresses
@@ -28,7 +28,7 @@
  * simulated agent sends its PlanAck (one host, one clock).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
@@ -314,10 +314,10 @@ function floorRole(): void {
 
 // ---------------------------------------------------------------- main role
 
-interface Args { nodes: number[]; stretch: number[]; workers: number; ingestS: number; healthMs: number; docs: boolean; json?: string; transport: string }
+interface Args { nodes: number[]; stretch: number[]; workers: number; ingestS: number; healthMs: number; docs: boolean; json?: string; transport: string; floor: boolean }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { nodes: [1000, 5000], stretch: [], workers: 4, ingestS: 30, healthMs: 10_000, docs: true, transport: 'mtls' };
+  const a: Args = { nodes: [1000, 5000], stretch: [], workers: 4, ingestS: 30, healthMs: 10_000, docs: true, transport: 'mtls', floor: true };
   const list = (v: string | undefined, flag: string) => {
     const xs = (v ?? '').split(',').map(Number);
     if (!xs.length || xs.some((x) => !Number.isInteger(x) || x < 1)) throw new Error(`${flag} ${v}: expected a comma-separated list of node counts`);
@@ -331,6 +331,7 @@ function parseArgs(argv: string[]): Args {
     else if (f === '--ingest-s') a.ingestS = Number(argv[++i]);
     else if (f === '--health-interval-ms') a.healthMs = Number(argv[++i]);
     else if (f === '--no-docs') a.docs = false;
+    else if (f === '--kb-only') { a.floor = false; a.docs = false; } // for iterating on the coordinator: no floor, no docs
     else if (f === '--json') a.json = argv[++i];
     else if (f === '--transport') a.transport = argv[++i] ?? '';
     else throw new Error(`unknown argument ${f} (see bench/fleet/main.ts)`);
@@ -468,7 +469,28 @@ function startCoordinator(args: string[], logFile: string): ChildProcess {
   const out = openSync(logFile, 'a');
   // KB_FLEET_PROF=DIR: V8 CPU profiles of the coordinator (one per process) in DIR.
   const prof = process.env.KB_FLEET_PROF ? [`--cpu-prof`, `--cpu-prof-dir=${process.env.KB_FLEET_PROF}`] : [];
-  return spawn(process.execPath, [...prof, dist('kb-coordinator.cjs'), 'run', ...args], { stdio: ['ignore', out, out] });
+  // KB_FLEET_HEAP=DIR: a V8 heap snapshot of the serving coordinator in DIR, taken after its RSS is read.
+  const heap = process.env.KB_FLEET_HEAP ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${process.env.KB_FLEET_HEAP}`] : [];
+  // KB_FLEET_NODE_ARGS: more options for the coordinator's node (space-separated), to try V8 settings.
+  const extra = (process.env.KB_FLEET_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  return spawn(process.execPath, [...prof, ...heap, ...extra, dist('kb-coordinator.cjs'), 'run', ...args], { stdio: ['ignore', out, out] });
+}
+
+/** Asks the coordinator (started with KB_FLEET_HEAP) for a heap snapshot and waits until it is written. */
+async function heapSnapshot(pid: number, dir: string): Promise<void> {
+  const before = new Set(readdirSync(dir));
+  process.kill(pid, 'SIGUSR2');
+  for (const until = Date.now() + 300_000; Date.now() < until; await sleep(1000)) {
+    const made = readdirSync(dir).find((f) => !before.has(f) && f.endsWith('.heapsnapshot'));
+    if (made) {
+      // Written when its size stops growing.
+      let size = -1;
+      while (statSync(path.join(dir, made)).size !== size) { size = statSync(path.join(dir, made)).size; await sleep(2000); }
+      log(`heap snapshot of the coordinator: ${path.join(dir, made)}`);
+      return;
+    }
+  }
+  log('no heap snapshot written within 300 s');
 }
 
 async function waitListening(p: ChildProcess, logFile: string): Promise<void> {
@@ -537,11 +559,13 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     coord = startCoordinator(runArgs, logFile);
     await waitListening(coord, logFile);
     const pid = coord.pid!;
+    const coordV8 = (/kb-coordinator listening .*, V8 ([^)]*)\)/.exec(readFileSync(logFile, 'utf8'))?.[1] ?? '').split(' ').filter(Boolean);
+    log(`N=${n}: coordinator V8 flags: ${coordV8.join(' ') || 'none'} (the floor gets the same)`);
 
     // ---- kb
     log(`N=${n}: kb: connecting ${n} sessions`);
     const kbConn = await connectAll(workers, `${HOST}:${grpcPort}`, cfg.ca, pid, HOST, grpcPort);
-    log(`N=${n}: kb: ${kbConn.connected}/${n} connected in ${kbConn.connectMs} ms; ${kbConn.tcp} established TCP connections to ${HOST}:${grpcPort}`);
+    log(`N=${n}: kb: ${kbConn.connected}/${n} connected in ${kbConn.connectMs} ms; ${kbConn.tcp} established TCP connections to ${HOST}:${grpcPort}; RSS ${(procUsage(pid).rssBytes / 2 ** 20).toFixed(0)} MB`);
     const control2 = new ControlClient({ address: `${HOST}:${grpcPort}`, plaintext: false, tls: { ca: cfg.ca, certificate: cfg.certificate, key: cfg.key }, timeoutMs: 600_000 });
     const t0 = Date.now();
     log(`N=${n}: kb: rollout of haproxy to ${n} nodes asked for at ${new Date(t0).toISOString()}`);
@@ -579,17 +603,21 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
       drops: kbEnd.drops, openAtEnd: kbEnd.open, lastError: kbEnd.lastError, load1: os.loadavg()[0],
     };
     control2.close();
+    if (process.env.KB_FLEET_HEAP) await heapSnapshot(pid, process.env.KB_FLEET_HEAP);
     await Promise.all(workers.map((w) => w.ask({ cmd: 'disconnect' })));
     await stopProc(coord);
+    if (!args.floor) return { nodes: n, kb, floor: kb, loadavg: os.loadavg(), enrollMs, stretch };
 
     // ---- floor
     const pki = path.join(dataDir, 'pki');
-    floor = spawn(process.execPath, [here, '--role', 'floor', path.join(pki, 'server.crt'), path.join(pki, 'server.key'), path.join(pki, 'ca.crt'), HOST],
+    // The floor runs with the V8 settings the coordinator ran with (its listening line names
+    // them; coordinator/v8-flags.ts), so the two differ by what kb does, not by runtime tuning.
+    floor = spawn(process.execPath, [...coordV8, here, '--role', 'floor', path.join(pki, 'server.crt'), path.join(pki, 'server.key'), path.join(pki, 'ca.crt'), HOST],
       { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, FLEET_HEALTH_MS: String(args.healthMs), FLEET_HEARTBEAT_MS: '5000' } });
     const floorPort = await new Promise<number>((resolve) => floor!.once('message', (m: { port: number }) => resolve(m.port)));
     log(`N=${n}: floor: connecting ${n} sessions`);
     const flConn = await connectAll(workers, `${HOST}:${floorPort}`, cfg.ca, floor.pid!, HOST, floorPort);
-    log(`N=${n}: floor: ${flConn.connected}/${n} connected in ${flConn.connectMs} ms; ${flConn.tcp} established TCP connections`);
+    log(`N=${n}: floor: ${flConn.connected}/${n} connected in ${flConn.connectMs} ms; ${flConn.tcp} established TCP connections; RSS ${(procUsage(floor.pid!).rssBytes / 2 ** 20).toFixed(0)} MB`);
     if (!sample) throw new Error('no desired state reached any simulated agent from kb: nothing to send from the floor');
     const f0 = Date.now();
     floor.send({ cmd: 'fanout', state: sample });
