@@ -11,7 +11,8 @@ export function encodeRecord(value: unknown): string {
 
 /** Decodes a record written by encodeRecord. */
 export function decodeRecord<T>(text: string): T {
-  return JSON.parse(text, bufferReviver) as T;
+  // The reviver runs for every value: only records that hold bytes pay for it.
+  return (text.includes('"$b64"') ? JSON.parse(text, bufferReviver) : JSON.parse(text)) as T;
 }
 
 /** Decodes a revision (the only record that carries Buffers). */
@@ -19,15 +20,15 @@ export function decodeRevision(text: string): RevisionRecord {
   return decodeRecord<RevisionRecord>(text);
 }
 
+function bufferReviver(_key: string, value: unknown): unknown {
+  return value && typeof value === 'object' && typeof (value as { $b64?: unknown }).$b64 === 'string'
+    ? Buffer.from((value as { $b64: string }).$b64, 'base64')
+    : value;
+}
+
 function bufferReplacer(this: unknown, _key: string, value: unknown): unknown {
   if (value && typeof value === 'object' && (value as { type?: string }).type === 'Buffer' && Array.isArray((value as { data?: unknown }).data)) {
     return { $b64: Buffer.from((value as { data: number[] }).data).toString('base64') };
   }
   return value;
-}
-
-function bufferReviver(_key: string, value: unknown): unknown {
-  return value && typeof value === 'object' && typeof (value as { $b64?: unknown }).$b64 === 'string'
-    ? Buffer.from((value as { $b64: string }).$b64, 'base64')
-    : value;
 }
