@@ -322,6 +322,13 @@ describe('coordinator high availability on etcd', () => {
   });
 
   it('kbctl drill coordinator-failover --isolate cuts the leader off from etcd mid-rollout: it steps down within its lease TTL, another replica finishes the rollout, the old leader rejoins as a follower', async () => {
+    // A duration that is not one, or not longer than the lease TTL, is refused before anything is cut off.
+    const bad = await cluster.kbctl(['drill', 'coordinator-failover', '--isolate', 'soon']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('invalid duration "soon"');
+    const short = await cluster.kbctl(['drill', 'coordinator-failover', '--isolate', '2s']);
+    expect(short.code, short.stdout).not.toBe(0);
+    expect(short.stderr).toMatch(new RegExp(`isolate for 2000 ms: must be longer than the lease TTL \\(${TTL_MS} ms\\)`));
     const image = flipVersions();
     const r = await cluster.kbctl(['-o', 'json', 'drill', 'coordinator-failover', '--isolate', '8s', '--rollout', 'redis', ...GATE, '--timeout', '90s']);
     const report = JSON.parse(r.stdout || '{}') as FailoverReport;
