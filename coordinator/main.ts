@@ -12,7 +12,7 @@ import { ConfigError, Coordinator, compileOptions } from './coordinator.js';
 import { defaultConfigPath } from './kbctl/config.js';
 import { initCoordinator } from './pki/init.js';
 import { KB_VERSION } from '../shared/version.js';
-import { coordinatorV8Flags } from './v8-flags.js';
+import { coordinatorV8Flags, coordinatorV8FlagsError } from './v8-flags.js';
 
 const program = new Command('kb-coordinator')
   .description('kb coordinator: computes per-node plans, streams them to agents, runs health-gated rollouts')
@@ -72,6 +72,7 @@ program
     san: string[]; agentBinary: string; nodeCertTtl: string; enrollBurst: number; enrollPerMinute: number; plaintext: boolean; heartbeatMs: number; healthIntervalMs: number;
     store: string; name?: string; leaseTtl: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; etcdInsecure: boolean;
   }) => {
+    if (coordinatorV8FlagsError) throw new ConfigError(coordinatorV8FlagsError);
     const log = createLogger({ name: 'coordinator' });
     const config = compileOptions({
       inventoryFile: o.inventory, versionsFile: o.versions, settingsFile: o.settings, env: o.env, dataDir: o.dataDir,
