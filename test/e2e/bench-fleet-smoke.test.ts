@@ -28,6 +28,8 @@ describe('bench fleet smoke', () => {
     });
     if (r.code !== 0) console.log(r.out);
     expect(r.code).toBe(0);
+    // The floor runs with the V8 flags the coordinator names on its listening line (ADR 0018).
+    expect(r.out).toContain('coordinator V8 flags: --heap-growing-percent=20 (the floor gets the same)');
     for (const side of ['kb', 'floor']) expect(r.out).toMatch(new RegExp(`\\| 50 \\| ${side} \\| 50/50 \\(\\d+\\) \\| \\d`));
     const res = JSON.parse(readFileSync(json, 'utf8')) as { results: { nodes: number; kb: Side; floor: Side }[] };
     expect(res.results).toHaveLength(1);
