@@ -130,13 +130,7 @@ export class RolloutEngine {
   }
 
   private addGate(node: string, g: Gate): void {
-    if (this.gates.size === 0) {
-      const { sessions } = this.deps;
-      sessions.on('health', this.routes.health);
-      sessions.on('result', this.routes.result);
-      sessions.on('progress', this.routes.progress);
-      sessions.on('connected', this.routes.connected);
-    }
+    if (this.gates.size === 0) this.listen('on');
     let set = this.gates.get(node);
     if (!set) this.gates.set(node, (set = new Set()));
     set.add(g);
@@ -146,13 +140,16 @@ export class RolloutEngine {
     const set = this.gates.get(node);
     if (!set?.delete(g)) return;
     if (set.size === 0) this.gates.delete(node);
-    if (this.gates.size === 0) {
-      const { sessions } = this.deps;
-      sessions.off('health', this.routes.health);
-      sessions.off('result', this.routes.result);
-      sessions.off('progress', this.routes.progress);
-      sessions.off('connected', this.routes.connected);
-    }
+    if (this.gates.size === 0) this.listen('off');
+  }
+
+  /** Starts (first gate) or stops (last gate gone) listening to the session events. */
+  private listen(how: 'on' | 'off'): void {
+    const { sessions } = this.deps;
+    sessions[how]('health', this.routes.health);
+    sessions[how]('result', this.routes.result);
+    sessions[how]('progress', this.routes.progress);
+    sessions[how]('connected', this.routes.connected);
   }
 
   /** Subscribes to the events of one rollout as they are appended. */

@@ -79,6 +79,8 @@ describe('rollout engine, one wide batch', () => {
     expect(sent.size).toBe(n);
     expect([...sent.values()].every((c) => c === 1)).toBe(true);
     expect(sentBeforeDurable).toEqual([]);
+    // The last gate gone, the engine no longer listens to the sessions.
+    for (const ev of ['health', 'result', 'progress', 'connected']) expect(agents.listenerCount(ev), ev).toBe(0);
     // Every node changes phase three times (applying, verifying, healthy): 3n saves asked for,
     // the answers spread over 300 ms (hundreds of event-loop turns),
     // coalesced (one write per event-loop turn at most) and paced (at most one per 20 ms at this width).
