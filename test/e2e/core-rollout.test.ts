@@ -154,7 +154,11 @@ describe('core rollout on the real engine', () => {
   it('a failing health gate on the second node pauses the rollout and names the node and check', async () => {
     const before3 = (await cluster.container('redis-03', 'redis'))!;
     writeFileSync(cluster.settingsFile, `${FAST_REDIS_SETTINGS}  maxmemory_policy: volatile-lru\n  nodes:\n    redis-02:\n      extra_args: ["--no-such-directive", "yes"]\n`);
-    const r = await cluster.kbctl(['rollout', 'redis', '--min-healthy-time', '1s', '--healthy-deadline', '8s']);
+    // The deadline outlasts the 10 s stop grace of the container being replaced (Redis
+    // sometimes ignores SIGTERM right after a sync): with a shorter one the gate could fire
+    // while the old container was still stopping, and name `converge` instead of the check
+    // the broken configuration fails.
+    const r = await cluster.kbctl(['rollout', 'redis', '--min-healthy-time', '1s', '--healthy-deadline', '20s']);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('FAILED on node redis-02');
     expect(r.stderr).toMatch(/check (redis-port|redis-role|container redis running)/);
