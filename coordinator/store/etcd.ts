@@ -5,7 +5,7 @@ import {
   type ICompare, type IKeyValue, type IOptions, type IRangeRequest, type IRequestOp, type IResponseOp,
 } from 'etcd3';
 import { KbError, errorMessage } from '../../shared/errors/index.js';
-import { decodeRecord, decodeRevision, encodeRecord } from './codec.js';
+import { decodeRecord, decodeRevision, encodeRecord, encodeRevision } from './codec.js';
 import { FencedWriteError, RevisionExistsError, StoreUnavailableError } from './errors.js';
 import type {
   AssignmentRecord, EventRecord, NodeIdentityRecord, NodeModuleRecord, NodeRecord, RevisionRecord, RolloutRecord, RolloutState, SecretStateRecord,
@@ -252,7 +252,7 @@ export class EtcdConnection {
   }
 }
 
-const put = (key: Buffer, value: string, lease?: string): IRequestOp => ({ request_put: { key, value: Buffer.from(value), ...(lease ? { lease } : {}) } });
+const put = (key: Buffer, value: string | Buffer, lease?: string): IRequestOp => ({ request_put: { key, value: Buffer.isBuffer(value) ? value : Buffer.from(value), ...(lease ? { lease } : {}) } });
 const range = (key: Buffer): IRequestOp => ({ request_range: { key } });
 const absent = (key: Buffer): ICompare => ({ key, target: 'Create', result: 'Equal', create_revision: 0 });
 const text = (kv: IKeyValue): string => kv.value.toString('utf8');
@@ -287,6 +287,18 @@ export class EtcdStore implements Store {
 
   private k(...parts: (string | number)[]): Buffer {
     return this.conn.key(...parts);
+  }
+
+  /**
+   * Writes an immutable document: true when it was created, or when the key already holds
+   * exactly this document (a retried call whose first attempt landed); false when it holds another.
+   */
+  private async createOnce(key: Buffer, doc: string | Buffer): Promise<boolean> {
+    const value = Buffer.isBuffer(doc) ? doc : Buffer.from(doc);
+    const res = await this.conn.txn({ compare: [absent(key)], success: [put(key, value)], failure: [range(key)] }, this.guard);
+    if (res.succeeded) return true;
+    const existing = res.responses[0]?.response_range?.kvs[0];
+    return Boolean(existing && Buffer.from(existing.value).equals(value));
   }
 
   private async putDoc(key: Buffer, value: string): Promise<void> {
@@ -334,25 +346,20 @@ export class EtcdStore implements Store {
 
   async putRevision(r: RevisionRecord): Promise<void> {
     const key = this.k('revisions', r.module, pad(r.revision));
-    const doc = encodeRecord(r);
-    const res = await this.conn.txn({ compare: [absent(key)], success: [put(key, doc)], failure: [range(key)] }, this.guard);
-    if (res.succeeded) return;
-    const existing = res.responses[0]?.response_range?.kvs[0];
-    // A retried call whose first attempt landed finds its own document: that is success.
-    if (existing && text(existing) === doc) return;
+    if (await this.createOnce(key, encodeRevision(r))) return;
     throw new RevisionExistsError(`${r.module} revision ${r.revision} already exists (revisions are immutable)`);
   }
   async getRevision(module: string, revision: number): Promise<RevisionRecord | undefined> {
     const kv = await this.conn.get(this.k('revisions', module, pad(revision)));
-    return kv ? decodeRevision(text(kv)) : undefined;
+    return kv ? decodeRevision(kv.value) : undefined;
   }
   async latestRevision(module: string): Promise<RevisionRecord | undefined> {
     const { kvs } = await this.conn.list(Buffer.concat([this.k('revisions', module), Buffer.from('/')]), { sort_order: 'Descend', sort_target: 'Key', limit: 1 });
-    return kvs[0] ? decodeRevision(text(kvs[0])) : undefined;
+    return kvs[0] ? decodeRevision(kvs[0].value) : undefined;
   }
   async listRevisions(module: string): Promise<RevisionRecord[]> {
     const { kvs } = await this.conn.list(Buffer.concat([this.k('revisions', module), Buffer.from('/')]));
-    return kvs.map((kv) => decodeRevision(text(kv))).sort((a, b) => a.revision - b.revision);
+    return kvs.map((kv) => decodeRevision(kv.value)).sort((a, b) => a.revision - b.revision);
   }
   async markRevisionHealthy(module: string, revision: number, atMs: number): Promise<void> {
     const key = this.k('revisions', module, pad(revision));
@@ -360,9 +367,9 @@ export class EtcdStore implements Store {
     for (let attempt = 0; attempt < 5; attempt++) {
       const kv = await this.conn.get(key);
       if (!kv) return;
-      const r = decodeRevision(text(kv));
+      const r = decodeRevision(kv.value);
       r.healthyMs = atMs;
-      const res = await this.conn.txn({ compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }], success: [put(key, encodeRecord(r))] }, this.guard);
+      const res = await this.conn.txn({ compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }], success: [put(key, encodeRevision(r))] }, this.guard);
       if (res.succeeded) return;
     }
     throw new StoreUnavailableError(`${this.conn.description}: revision ${module}/${revision} kept changing; healthy mark not written`);
@@ -416,12 +423,7 @@ export class EtcdStore implements Store {
 
   async putSecretVersion(r: SecretVersionRecord): Promise<void> {
     const key = this.k('secret-versions', r.name, pad(r.version));
-    const doc = encodeRecord(r);
-    const res = await this.conn.txn({ compare: [absent(key)], success: [put(key, doc)], failure: [range(key)] }, this.guard);
-    if (res.succeeded) return;
-    const existing = res.responses[0]?.response_range?.kvs[0];
-    // A retried call whose first attempt landed finds its own document: that is success.
-    if (existing && text(existing) === doc) return;
+    if (await this.createOnce(key, encodeRecord(r))) return;
     throw new KbError(`secret ${r.name} version ${r.version} already exists (secret versions are immutable)`);
   }
   async listSecretVersions(name?: string): Promise<SecretVersionRecord[]> {

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { RevisionExistsError } from './errors.js';
-import { decodeRecord, decodeRevision, encodeRecord } from './codec.js';
+import { decodeRecord, decodeRevision, encodeRecord, encodeRevision } from './codec.js';
 import type {
   AssignmentRecord, EventRecord, NodeIdentityRecord, NodeModuleRecord, NodeRecord, RevisionRecord, RolloutRecord, RolloutState, SecretStateRecord,
   SecretVersionRecord, Store, TokenRecord,
@@ -144,7 +144,8 @@ export class SqliteStore implements Store {
   }
 
   async putRevision(r: RevisionRecord): Promise<void> {
-    const doc = encodeRecord(r);
+    // Text, or a gzip BLOB for a large revision (codec.ts): the column's TEXT affinity keeps BLOBs as they are.
+    const doc = encodeRevision(r);
     try {
       await this.run('INSERT INTO revisions (module, revision, doc) VALUES (?, ?, ?)', r.module, r.revision, doc);
     } catch (err) {
@@ -168,7 +169,7 @@ export class SqliteStore implements Store {
       const r = parseRevision(this.stmt('SELECT doc FROM revisions WHERE module = ? AND revision = ?').get(module, revision));
       if (!r) return;
       r.healthyMs = atMs;
-      this.stmt('UPDATE revisions SET doc = ? WHERE module = ? AND revision = ?').run(encodeRecord(r), module, revision);
+      this.stmt('UPDATE revisions SET doc = ? WHERE module = ? AND revision = ?').run(encodeRevision(r), module, revision);
     });
   }
 
@@ -247,5 +248,5 @@ function parseAll<T>(rows: unknown[]): T[] {
   return rows.map((row) => decodeRecord<T>((row as { doc: string }).doc));
 }
 function parseRevision(row: unknown): RevisionRecord | undefined {
-  return row ? decodeRevision((row as { doc: string }).doc) : undefined;
+  return row ? decodeRevision((row as { doc: string | Buffer }).doc) : undefined;
 }

@@ -1,6 +1,7 @@
 import { beforeEach, afterEach, describe, expect, it } from 'vitest';
 import type { ModuleState } from '../../proto/types.js';
 import { RevisionExistsError } from '../../coordinator/store/errors.js';
+import { encodeRecord } from '../../coordinator/store/codec.js';
 import type { EventRecord, RevisionRecord, RolloutRecord, Store } from '../../coordinator/store/types.js';
 
 /**
@@ -105,6 +106,24 @@ export function storeConformance(backend: string, makeBacking: () => Promise<Bac
       await store.markRevisionHealthy('redis', 99, 1234);
       expect((await store.getRevision('redis', 2))!.healthyMs).toBe(1234);
       expect(await store.getRevision('redis', 99)).toBeUndefined();
+    });
+
+    it('a revision of thousands of nodes (megabytes of JSON, stored compressed) reads back whole, stays immutable and takes the healthy mark', async () => {
+      // 3,000 nodes with a 2 KB configuration each: ~9 MB of JSON, over etcd's 1.5 MiB request limit uncompressed.
+      const states: Record<string, ModuleState> = {};
+      for (let i = 0; i < 3000; i++) {
+        const conf = Array.from({ length: 40 }, (_, l) => `line ${l} of node-${i}: bind 10.${i >> 8}.${i & 255}.${l}:6379 maxconn ${1000 + l}`).join('\n');
+        states[`node-${i}`] = { ...state(7, conf), specHash: `hash-${i}` };
+      }
+      const big: RevisionRecord = { module: 'haproxy', revision: 7, createdMs: 7, images: { haproxy: 'h@sha256:7' }, healthyMs: null, sourceRevision: null, states };
+      expect(encodeRecord(big).length).toBeGreaterThan(8 * 2 ** 20);
+      await store.putRevision(big);
+      expect(await store.getRevision('haproxy', 7)).toEqual(big);
+      await expect(store.putRevision({ ...big, createdMs: 8 })).rejects.toBeInstanceOf(RevisionExistsError);
+      await store.markRevisionHealthy('haproxy', 7, 99);
+      const back = (await store.latestRevision('haproxy'))!;
+      expect(back.healthyMs).toBe(99);
+      expect(back.states['node-2999']!.files[0]!.content.toString()).toContain('node-2999: bind 10.11.183.39:6379');
     });
 
     it('rollouts: upsert by id, filters, ordered by creation then id', async () => {

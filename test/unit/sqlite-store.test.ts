@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -66,7 +67,7 @@ describe('SqliteStore', () => {
     const pages = Number(db.pragma('page_count', { simple: true }));
     db.pragma(`max_page_count = ${pages + 2}`);
     const small = Array.from({ length: 5 }, (_, i) => a.upsertNode({ name: `small-${i}`, agentVersion: 'v', firstSeenMs: i, lastSeenMs: i, facts: null }));
-    const big = a.putRevision({ module: 'm', revision: 1, createdMs: 1, images: {}, healthyMs: null, sourceRevision: null, states: { n: { big: 'x'.repeat(1 << 20) } as never } });
+    const big = a.putRevision({ module: 'm', revision: 1, createdMs: 1, images: {}, healthyMs: null, sourceRevision: null, states: { n: { big: randomBytes(1 << 20).toString('base64') } as never } }); // incompressible: stays over the limit gzipped
     const outcomes = await Promise.allSettled([...small, big]);
     expect(outcomes.at(-1)!.status).toBe('rejected');
     const b = new SqliteStore(file);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { decodeRecord, encodeRecord } from '../../coordinator/store/codec.js';
+import { decodeRecord, decodeRevision, encodeRecord, encodeRevision, REVISION_GZIP_MIN_BYTES } from '../../coordinator/store/codec.js';
+import type { RevisionRecord } from '../../coordinator/store/types.js';
 
 describe('store record codec', () => {
   it('stores Buffers as {$b64} at any depth and reads them back as Buffers', () => {
@@ -29,5 +30,41 @@ describe('store record codec', () => {
     // A value that is exactly "$b64" takes the reviving path and stays a string.
     const tricky = { key: '$b64', list: ['$b64'] };
     expect(decodeRecord(encodeRecord(tricky))).toEqual(tricky);
+  });
+});
+
+describe('revision codec', () => {
+  const rev = (nodes: number): RevisionRecord => ({
+    module: 'haproxy', revision: 3, createdMs: 1, images: { haproxy: 'h@sha256:1' }, healthyMs: null, sourceRevision: null,
+    states: Object.fromEntries(Array.from({ length: nodes }, (_, i) => [`lb-${i}`, {
+      module: 'haproxy', revision: 3, specHash: `s${i}`, containers: [], healthChecks: [],
+      files: [{ path: '/etc/haproxy/haproxy.cfg', mode: 0o644, content: Buffer.from(`frontend fe_redis\n    bind 10.0.${i >> 8}.${i & 255}:6379\n`.repeat(20)) }],
+    }])),
+  });
+
+  it('keeps a small revision as plain JSON text', () => {
+    const doc = encodeRevision(rev(2));
+    expect(typeof doc).toBe('string');
+    expect(decodeRevision(doc)).toEqual(rev(2));
+  });
+
+  it(`gzips a revision of ${REVISION_GZIP_MIN_BYTES} bytes or more and reads it back, Buffers included`, () => {
+    const r = rev(500);
+    expect(encodeRecord(r).length).toBeGreaterThanOrEqual(REVISION_GZIP_MIN_BYTES);
+    const doc = encodeRevision(r);
+    expect(Buffer.isBuffer(doc)).toBe(true);
+    expect([doc[0], doc[1]]).toEqual([0x1f, 0x8b]);
+    expect(doc.length).toBeLessThan(encodeRecord(r).length / 10);
+    const back = decodeRevision(doc);
+    expect(back).toEqual(r);
+    expect(Buffer.isBuffer(back.states['lb-499']!.files[0]!.content)).toBe(true);
+    // A Uint8Array view (what some drivers hand back) decodes the same.
+    expect(decodeRevision(new Uint8Array(doc.buffer, doc.byteOffset, doc.byteLength))).toEqual(r);
+  });
+
+  it('reads revisions stored by earlier versions: JSON text, as a string or as bytes', () => {
+    const text = encodeRecord(rev(3));
+    expect(decodeRevision(text)).toEqual(rev(3));
+    expect(decodeRevision(Buffer.from(text))).toEqual(rev(3));
   });
 });
