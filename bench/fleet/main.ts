@@ -24,8 +24,8 @@
  *    told, and drops everything else.
  *
  * Fan-out is measured from the moment the rollout is asked for (kb: the ControlService
- * Rollout call with max_parallel = N; floor: the order to the floor process) to the moment each
- * simulated agent sends its PlanAck (one host, one clock).
+ * Rollout call with max_parallel = N, on a channel already open; floor: the order to the floor
+ * process) to the moment each simulated agent sends its PlanAck (one host, one clock).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -456,6 +456,18 @@ async function measureIngest(workers: Worker[], pid: number, seconds: number): P
   return { cpuPercent: ((after.cpuMs - before.cpuMs) / wall) * 100, seconds: wall / 1000, reports: h1 - h0 };
 }
 
+/** CPU used by the server and by the simulated agents from now until `since()` (where a fan-out's time goes: 2 cores are shared). */
+function fanoutCpu(pid: number, workers: Worker[]): { since(): string } {
+  const cpu = () => ({ server: procUsage(pid).cpuMs, agents: workers.reduce((a, w) => a + procUsage(w.child.pid!).cpuMs, 0), at: Date.now() });
+  const a = cpu();
+  return {
+    since() {
+      const b = cpu();
+      return `CPU until the last ack was seen (within 250 ms): server ${b.server - a.server} ms, simulated agents ${b.agents - a.agents} ms, over ${b.at - a.at} ms`;
+    },
+  };
+}
+
 async function waitAcks(workers: Worker[], n: number, timeoutMs: number): Promise<number[]> {
   const until = Date.now() + timeoutMs;
   for (;;) {
@@ -567,6 +579,10 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     const kbConn = await connectAll(workers, `${HOST}:${grpcPort}`, cfg.ca, pid, HOST, grpcPort);
     log(`N=${n}: kb: ${kbConn.connected}/${n} connected in ${kbConn.connectMs} ms; ${kbConn.tcp} established TCP connections to ${HOST}:${grpcPort}; RSS ${(procUsage(pid).rssBytes / 2 ** 20).toFixed(0)} MB`);
     const control2 = new ControlClient({ address: `${HOST}:${grpcPort}`, plaintext: false, tls: { ca: cfg.ca, certificate: cfg.certificate, key: cfg.key }, timeoutMs: 600_000 });
+    // The operator's connection is opened (TLS handshake done) before the clock starts, as the
+    // floor's order travels on an open channel: fan-out is measured from the Rollout call.
+    await control2.rolloutStatus({ module: 'haproxy', events: false });
+    const cpu0 = fanoutCpu(pid, workers);
     const t0 = Date.now();
     log(`N=${n}: kb: rollout of haproxy to ${n} nodes asked for at ${new Date(t0).toISOString()}`);
     const ask = () => control2.rollout({ module: 'haproxy', maxParallel: n, healthyDeadlineMs: 600_000, minHealthyTimeMs: 0, undo: false, wait: false }, () => undefined);
@@ -577,7 +593,7 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
       if (!st.rollout) await ask();
     });
     const kbAcks = (await waitAcks(workers, kbConn.connected, 300_000)).map((t) => t - t0);
-    log(`N=${n}: kb: ${kbAcks.length} acks, p50 ${percentile(kbAcks, 50)} ms, p99 ${percentile(kbAcks, 99)} ms`);
+    log(`N=${n}: kb: ${kbAcks.length} acks, p50 ${percentile(kbAcks, 50)} ms, p99 ${percentile(kbAcks, 99)} ms; ${cpu0.since()}`);
     let rollout: Side['rollout'];
     for (const until = Date.now() + 300_000; Date.now() < until;) {
       const st = await control2.rolloutStatus({ module: 'haproxy', events: false }).catch((err: unknown) => {
@@ -619,10 +635,11 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     const flConn = await connectAll(workers, `${HOST}:${floorPort}`, cfg.ca, floor.pid!, HOST, floorPort);
     log(`N=${n}: floor: ${flConn.connected}/${n} connected in ${flConn.connectMs} ms; ${flConn.tcp} established TCP connections; RSS ${(procUsage(floor.pid!).rssBytes / 2 ** 20).toFixed(0)} MB`);
     if (!sample) throw new Error('no desired state reached any simulated agent from kb: nothing to send from the floor');
+    const fcpu0 = fanoutCpu(floor.pid!, workers);
     const f0 = Date.now();
     floor.send({ cmd: 'fanout', state: sample });
     const flAcks = (await waitAcks(workers, flConn.connected, 300_000)).map((t) => t - f0);
-    log(`N=${n}: floor: ${flAcks.length} acks, p50 ${percentile(flAcks, 50)} ms, p99 ${percentile(flAcks, 99)} ms`);
+    log(`N=${n}: floor: ${flAcks.length} acks, p50 ${percentile(flAcks, 50)} ms, p99 ${percentile(flAcks, 99)} ms; ${fcpu0.since()}`);
     await sleep(args.healthMs + 1000);
     const flIngest = await measureIngest(workers, floor.pid!, args.ingestS);
     const flUse = procUsage(floor.pid!);

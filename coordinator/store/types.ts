@@ -162,13 +162,14 @@ export interface EventRecord {
 /**
  * Event kinds in a rollout's log:
  *  rollout-start, rollout-resume, rollout-succeeded, rollout-failed, rollout-noop,
- *  node-apply (desired state sent), node-applied (agent applied it: message says changed or not),
+ *  batch-apply (desired state sent to every node of a batch wider than the engine's WIDE_BATCH,
+ *  instead of one node-apply each), node-apply (desired state sent), node-applied (agent applied it: message says changed or not),
  *  node-progress (agent step), node-verifying, node-healthy, node-unhealthy (a gate check failed,
  *  still within deadline), node-failed.
  */
 export type EventKind =
   | 'rollout-start' | 'rollout-resume' | 'rollout-succeeded' | 'rollout-failed' | 'rollout-noop'
-  | 'node-apply' | 'node-applied' | 'node-progress' | 'node-verifying' | 'node-healthy' | 'node-unhealthy' | 'node-failed';
+  | 'batch-apply' | 'node-apply' | 'node-applied' | 'node-progress' | 'node-verifying' | 'node-healthy' | 'node-unhealthy' | 'node-failed';
 
 /** A join token. `secretHash` is sha256 of the secret; the secret itself is never stored. */
 export interface TokenRecord {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { ImageResolver } from '../../coordinator/images/resolve.js';
-import { RolloutEngine, saveSpacingMs } from '../../coordinator/rollout/engine.js';
+import { RolloutEngine, saveSpacingMs, WIDE_BATCH } from '../../coordinator/rollout/engine.js';
 import type { NodeSessionView } from '../../coordinator/sessions.js';
 import { SqliteStore } from '../../coordinator/store/sqlite.js';
 import type { AssignmentRecord, RolloutRecord } from '../../coordinator/store/types.js';
@@ -85,6 +85,15 @@ describe('rollout engine, one wide batch', () => {
     // the answers spread over 300 ms (hundreds of event-loop turns),
     // coalesced (one write per event-loop turn at most) and paced (at most one per 20 ms at this width).
     expect(store.rolloutWrites).toBeLessThanOrEqual(Math.ceil(elapsed / 20) + 3);
+    // Wider than WIDE_BATCH: the sending is one batch-apply event, not one node-apply per node;
+    // what each node did is still one event per node.
+    const events = await store.listEvents(r.id);
+    const count = (kind: string) => events.filter((e) => e.kind === kind).length;
+    expect(n).toBeGreaterThan(WIDE_BATCH);
+    expect(count('batch-apply')).toBe(1);
+    expect(events.find((e) => e.kind === 'batch-apply')!.message).toContain(`to ${n} nodes (lb-0 ... lb-${n - 1})`);
+    expect(count('node-apply')).toBe(0);
+    expect(count('node-healthy')).toBe(n);
     await engine.stop();
     await store.close();
   });

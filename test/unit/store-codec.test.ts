@@ -51,7 +51,7 @@ describe('revision codec', () => {
   it(`gzips a revision of ${REVISION_GZIP_MIN_BYTES} bytes or more and reads it back, Buffers included`, () => {
     const r = rev(500);
     expect(encodeRecord(r).length).toBeGreaterThanOrEqual(REVISION_GZIP_MIN_BYTES);
-    const doc = encodeRevision(r);
+    const doc = encodeRevision(r) as Buffer;
     expect(Buffer.isBuffer(doc)).toBe(true);
     expect([doc[0], doc[1]]).toEqual([0x1f, 0x8b]);
     expect(doc.length).toBeLessThan(encodeRecord(r).length / 10);
