@@ -317,12 +317,18 @@ export class RolloutEngine {
       // answers nothing, not even the agents' keepalive pings (10 s timeout).
       const started: Promise<{ n: RolloutNodeRecord; out: GateOutcome }>[] = [];
       const wide = batch.length > WIDE_BATCH;
+      let onSent: (() => void) | undefined;
       if (wide) {
         this.background(this.event(r, 'batch-apply', '', `sending revision ${rev.revision} to ${batch.length} nodes (${batch[0]!.node} ... ${batch.at(-1)!.node}); wider than ${WIDE_BATCH} nodes, so no node-apply event per node`));
+        const since = Date.now();
+        let sent = 0;
+        onSent = () => {
+          if (++sent === batch.length) this.deps.log.info({ rollout: r.id, nodes: sent, ms: Date.now() - since }, 'state sent to every node of the batch');
+        };
       }
       for (const [i, n] of batch.entries()) {
         if (i > 0 && i % START_CHUNK === 0) await new Promise<void>((resolve) => setImmediate(resolve));
-        const p = this.driveNode(r, n, rev.states[n.node]!, !wide).then((out) => ({ n, out }));
+        const p = this.driveNode(r, n, rev.states[n.node]!, !wide, onSent).then((out) => ({ n, out }));
         p.catch(() => undefined); // handled by Promise.all below; not "unhandled" while later chunks start
         started.push(p);
       }
@@ -346,7 +352,7 @@ export class RolloutEngine {
   }
 
   /** Sends the node its state and waits for the health gate. Never throws for node failures. */
-  private async driveNode(r: RolloutRecord, n: RolloutNodeRecord, state: ModuleState, applyEvent: boolean): Promise<GateOutcome> {
+  private async driveNode(r: RolloutRecord, n: RolloutNodeRecord, state: ModuleState, applyEvent: boolean, onSent?: () => void): Promise<GateOutcome> {
     const { store, sessions } = this.deps;
     const startMs = Date.now();
     n.phase = 'applying';
@@ -370,6 +376,7 @@ export class RolloutEngine {
       return out;
     }
     this.deps.deliver(n.node, message);
+    onSent?.();
 
     const out = await new Promise<GateOutcome>((resolve) => {
       let healthySince: number | undefined;

@@ -4,7 +4,7 @@ import { InputError, KbError, UnknownModuleError, errorMessage } from '../../sha
 import type {
   CoordinatorDrillRequest, CoordinatorDrillResponse, CoordinatorStatusResponse,
   CreateTokenRequest, CreateTokenResponse, DrillRequest, DrillUpdate, HealthRequest, HealthResponse, ListTokensResponse, RemoveTokenRequest, RemoveTokenResponse,
-  ListNodesResponse, NodeHealth, NodeInfo, PlanRequest, PlanResponse, RolloutEvent, RolloutInfo, RolloutRequest, RolloutStatusRequest,
+  ListNodesResponse, ModuleState, NodeHealth, NodeInfo, PlanRequest, PlanResponse, RolloutEvent, RolloutInfo, RolloutRequest, RolloutStatusRequest,
   RolloutStatusResponse, RolloutUpdate,
 } from '../../proto/types.js';
 import { DrillRefusedError, type Drills } from '../drill/index.js';
@@ -16,7 +16,7 @@ import { RolloutError, type RolloutEngine } from '../rollout/engine.js';
 import { DEFAULT_TOKEN_TTL_MS, TokenError, toTokenInfo, type Tokens } from '../pki/tokens.js';
 import { NotLeaderError } from '../runtime.js';
 import type { SessionDirectory } from '../sessions.js';
-import type { EventRecord, RolloutRecord, Store } from '../store/types.js';
+import type { EventRecord, RevisionRecord, RolloutRecord, Store } from '../store/types.js';
 
 /** Trailer naming the leader's address when a follower refuses a leader-only call (kbctl follows it). */
 export const LEADER_TRAILER = 'kb-leader';
@@ -47,6 +47,31 @@ export interface ControlDeps {
   tokens: () => Tokens | undefined;
   /** The one-line install command for a token. */
   installCommand: (token: string) => string;
+}
+
+/**
+ * The state each of `nodes` runs now for `module`: the revision it reports (live, else as
+ * stored), else the one it was last assigned. Each revision is read once, however many nodes
+ * run it (at thousands of nodes a revision is megabytes to decode).
+ */
+export async function currentStates(
+  store: Pick<Store, 'listAssignments' | 'listNodeModules' | 'getRevision'>, sessions: Pick<SessionDirectory, 'get'>, module: string, nodes: string[],
+): Promise<Map<string, ModuleState | undefined>> {
+  const assigned = new Map((await store.listAssignments({ module })).map((a) => [a.node, a.revision]));
+  const reported = new Map((await store.listNodeModules({ module })).map((r) => [r.node, r.revision]));
+  const revisions = new Map<number, Promise<RevisionRecord | undefined>>();
+  const out = new Map<string, ModuleState | undefined>();
+  for (const node of nodes) {
+    const revNo = (sessions.get(node)?.health.get(module)?.revision ?? reported.get(node)) || assigned.get(node);
+    if (!revNo) {
+      out.set(node, undefined);
+      continue;
+    }
+    let rev = revisions.get(revNo);
+    if (!rev) revisions.set(revNo, (rev = store.getRevision(module, revNo)));
+    out.set(node, (await rev)?.states[node]);
+  }
+  return out;
 }
 
 /** Maps kb errors to gRPC statuses with the error's own message (which names file/node/module). */
@@ -134,19 +159,9 @@ export function controlHandlers(deps: ControlDeps): grpc.UntypedServiceImplement
       const inputs = deps.inputs();
       if (req.nodes.length) checkNodeFilter(def, inputs.inventory, req.nodes);
       const desired = await computeDesired(def, inputs, deps.resolver, await deps.secrets?.versions());
-      const assignments = await deps.store.listAssignments({ module: def.name });
-      const reported = await deps.store.listNodeModules({ module: def.name });
-      const nodes = [];
-      for (const node of desired.order) {
-        if (req.nodes.length && !req.nodes.includes(node)) continue;
-        // The node's current state: what it reports, else what it was last assigned.
-        const rep = deps.sessions.get(node)?.health.get(def.name) ?? reported.find((x) => x.node === node);
-        const a = assignments.find((x) => x.node === node);
-        const revNo = rep?.revision || a?.revision;
-        const rev = revNo ? await deps.store.getRevision(def.name, revNo) : undefined;
-        const current = rev?.states[node];
-        nodes.push(diffNode(node, current, desired.states[node]!, Boolean(deps.sessions.get(node))));
-      }
+      const wanted = req.nodes.length ? desired.order.filter((n) => req.nodes.includes(n)) : desired.order;
+      const current = await currentStates(deps.store, deps.sessions, def.name, wanted);
+      const nodes = wanted.map((node) => diffNode(node, current.get(node), desired.states[node]!, Boolean(deps.sessions.get(node))));
       return { module: def.name, nodes, images: desired.images };
     }),
 
