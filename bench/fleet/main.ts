@@ -375,6 +375,20 @@ function procUsage(pid: number): { cpuMs: number; rssBytes: number; hwmBytes: nu
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) * 1024;
   return { cpuMs: (ticks * 1000) / CLK_TCK, rssBytes: kb('VmRSS'), hwmBytes: kb('VmHWM') };
 }
+/** CPU (ms) of a process's main thread, and of its other threads by name (V8's GC and compiler helpers, libuv's pool). */
+function threadCpu(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const name = tid === String(pid) ? 'main thread' : `other ${comm} threads`;
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(name, (out.get(name) ?? 0) + ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK);
+    } catch { /* the thread ended */ }
+  }
+  return out;
+}
 const CLK_TCK = (() => {
   try {
     return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
@@ -393,7 +407,9 @@ class Worker {
   readonly child: ChildProcess;
   private waiting: ((m: FromWorker) => void)[] = [];
   constructor(index: number) {
-    this.child = spawn(process.execPath, ['--max-old-space-size=4096', here, '--role', 'worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // KB_FLEET_WORKER_PROF=DIR: V8 CPU profiles of the simulated-agent processes in DIR.
+    const prof = process.env.KB_FLEET_WORKER_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.KB_FLEET_WORKER_PROF}`] : [];
+    this.child = spawn(process.execPath, ['--max-old-space-size=4096', ...prof, here, '--role', 'worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     this.child.on('message', (m: FromWorker) => this.waiting.shift()?.(m));
     this.child.on('exit', (code) => { if (code) log(`worker ${index} exited with ${code}`); });
   }
@@ -415,6 +431,8 @@ interface Side {
   /** 1-minute load average of the machine at the end of the side's ingest window. */
   load1?: number;
   rollout?: { state: string; endMs: number; nodes: number };
+  /** CPU of the server and of the simulated agents from the fan-out's start to its last acknowledgement (fanoutCpu). */
+  fanoutCpu?: string;
 }
 
 interface SizeResult { nodes: number; kb: Side; floor: Side; loadavg: number[]; enrollMs: number; stretch: boolean }
@@ -458,12 +476,14 @@ async function measureIngest(workers: Worker[], pid: number, seconds: number): P
 
 /** CPU used by the server and by the simulated agents from now until `since()` (where a fan-out's time goes: 2 cores are shared). */
 function fanoutCpu(pid: number, workers: Worker[]): { since(): string } {
-  const cpu = () => ({ server: procUsage(pid).cpuMs, agents: workers.reduce((a, w) => a + procUsage(w.child.pid!).cpuMs, 0), at: Date.now() });
+  const cpu = () => ({ server: procUsage(pid).cpuMs, threads: threadCpu(pid), agents: workers.reduce((a, w) => a + procUsage(w.child.pid!).cpuMs, 0), at: Date.now() });
   const a = cpu();
   return {
     since() {
       const b = cpu();
-      return `CPU until the last ack was seen (within 250 ms): server ${b.server - a.server} ms, simulated agents ${b.agents - a.agents} ms, over ${b.at - a.at} ms`;
+      const threads = [...b.threads].map(([name, ms]) => [name, ms - (a.threads.get(name) ?? 0)] as const).filter(([, ms]) => ms > 0)
+        .sort((x, y) => y[1] - x[1]).map(([name, ms]) => `${name} ${ms}`).join(', ');
+      return `CPU until the last ack was seen (polled every 250 ms): server ${b.server - a.server} ms (${threads}), simulated agents ${b.agents - a.agents} ms, over ${b.at - a.at} ms`;
     },
   };
 }
@@ -593,7 +613,8 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
       if (!st.rollout) await ask();
     });
     const kbAcks = (await waitAcks(workers, kbConn.connected, 300_000)).map((t) => t - t0);
-    log(`N=${n}: kb: ${kbAcks.length} acks, p50 ${percentile(kbAcks, 50)} ms, p99 ${percentile(kbAcks, 99)} ms; ${cpu0.since()}`);
+    const kbCpu = cpu0.since();
+    log(`N=${n}: kb: ${kbAcks.length} acks, p50 ${percentile(kbAcks, 50)} ms, p99 ${percentile(kbAcks, 99)} ms; ${kbCpu}`);
     let rollout: Side['rollout'];
     for (const until = Date.now() + 300_000; Date.now() < until;) {
       const st = await control2.rolloutStatus({ module: 'haproxy', events: false }).catch((err: unknown) => {
@@ -615,7 +636,7 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     log(`N=${n}: kb: ingest ${kbIngest.cpuPercent.toFixed(1)}% of one core over ${kbIngest.seconds.toFixed(0)} s (${kbIngest.reports} reports); RSS ${(kbUse.rssBytes / 2 ** 20).toFixed(0)} MB; ${kbEnd.open} sessions open, ${kbEnd.drops} lost and re-opened${kbEnd.lastError ? ` (last: ${kbEnd.lastError})` : ''}`);
     const kb: Side = {
       ...kbConn, fanout: { acked: kbAcks.length, p50Ms: percentile(kbAcks, 50), p99Ms: percentile(kbAcks, 99), maxMs: percentile(kbAcks, 100) },
-      ingest: kbIngest, rssMb: kbUse.rssBytes / 2 ** 20, hwmMb: kbUse.hwmBytes / 2 ** 20, rollout,
+      ingest: kbIngest, rssMb: kbUse.rssBytes / 2 ** 20, hwmMb: kbUse.hwmBytes / 2 ** 20, rollout, fanoutCpu: kbCpu,
       drops: kbEnd.drops, openAtEnd: kbEnd.open, lastError: kbEnd.lastError, load1: os.loadavg()[0],
     };
     control2.close();
@@ -639,7 +660,8 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     const f0 = Date.now();
     floor.send({ cmd: 'fanout', state: sample });
     const flAcks = (await waitAcks(workers, flConn.connected, 300_000)).map((t) => t - f0);
-    log(`N=${n}: floor: ${flAcks.length} acks, p50 ${percentile(flAcks, 50)} ms, p99 ${percentile(flAcks, 99)} ms; ${fcpu0.since()}`);
+    const flCpu = fcpu0.since();
+    log(`N=${n}: floor: ${flAcks.length} acks, p50 ${percentile(flAcks, 50)} ms, p99 ${percentile(flAcks, 99)} ms; ${flCpu}`);
     await sleep(args.healthMs + 1000);
     const flIngest = await measureIngest(workers, floor.pid!, args.ingestS);
     const flUse = procUsage(floor.pid!);
@@ -647,7 +669,7 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     log(`N=${n}: floor: ingest ${flIngest.cpuPercent.toFixed(1)}% over ${flIngest.seconds.toFixed(0)} s; RSS ${(flUse.rssBytes / 2 ** 20).toFixed(0)} MB; ${flEnd.open} sessions open, ${flEnd.drops} lost and re-opened`);
     const fl: Side = {
       ...flConn, fanout: { acked: flAcks.length, p50Ms: percentile(flAcks, 50), p99Ms: percentile(flAcks, 99), maxMs: percentile(flAcks, 100) },
-      ingest: flIngest, rssMb: flUse.rssBytes / 2 ** 20, hwmMb: flUse.hwmBytes / 2 ** 20,
+      ingest: flIngest, rssMb: flUse.rssBytes / 2 ** 20, hwmMb: flUse.hwmBytes / 2 ** 20, fanoutCpu: flCpu,
       drops: flEnd.drops, openAtEnd: flEnd.open, lastError: flEnd.lastError, load1: os.loadavg()[0],
     };
     await Promise.all(workers.map((w) => w.ask({ cmd: 'disconnect' })));
@@ -690,6 +712,7 @@ function summarize(results: SizeResult[]): string {
     lines.push(`- ingest <= 25 % of one core: ${at.kb.ingest.cpuPercent.toFixed(1)} %: ${t(at.kb.ingest.cpuPercent <= 25)}`);
     lines.push(`- coordinator RSS <= 1.25x the floor's: ${Math.round(at.kb.rssMb)} MB / ${Math.round(at.floor.rssMb)} MB = ${ratio(at.kb.rssMb, at.floor.rssMb)}: ${t(at.kb.rssMb <= 1.25 * at.floor.rssMb)}`);
     for (const r of results) {
+      if (r.kb.fanoutCpu) lines.push(`- (N=${r.nodes}) fan-out, kb: ${r.kb.fanoutCpu}${r.floor !== r.kb && r.floor.fanoutCpu ? `; floor: ${r.floor.fanoutCpu}` : ''}`);
       if (r.kb.rollout) lines.push(`- (N=${r.nodes}) the kb rollout itself ended \`${r.kb.rollout.state}\` ${fmtMs(r.kb.rollout.endMs)} after it was asked for: every simulated node answers that it has no container engine; enrollment of ${r.nodes} nodes took ${fmtMs(r.enrollMs)}`);
     }
   }

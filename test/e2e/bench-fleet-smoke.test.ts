@@ -16,6 +16,7 @@ interface Side {
   ingest: { cpuPercent: number; reports: number };
   rssMb: number; openAtEnd: number;
   rollout?: { state: string; nodes: number };
+  fanoutCpu?: string;
 }
 
 describe('bench fleet smoke', () => {
@@ -46,6 +47,8 @@ describe('bench fleet smoke', () => {
       expect(s.ingest.cpuPercent, name).toBeGreaterThanOrEqual(0);
       expect(s.rssMb, name).toBeGreaterThan(10);
       expect(s.openAtEnd, name).toBe(50);
+      // Where the fan-out's CPU went, from /proc: the server's threads and the simulated agents.
+      expect(s.fanoutCpu, name).toMatch(/^CPU until the last ack was seen .*: server \d+ ms \(main thread \d+.*\), simulated agents \d+ ms, over \d+ ms$/);
     }
     // The simulated agents apply nothing (no container engine) and say so: the rollout fails on every node.
     expect(kb.rollout).toMatchObject({ state: 'failed', nodes: 50 });
