@@ -16,7 +16,7 @@ import { RolloutError, type RolloutEngine } from '../rollout/engine.js';
 import { DEFAULT_TOKEN_TTL_MS, TokenError, toTokenInfo, type Tokens } from '../pki/tokens.js';
 import { NotLeaderError } from '../runtime.js';
 import type { SessionDirectory } from '../sessions.js';
-import type { EventRecord, RevisionRecord, RolloutRecord, Store } from '../store/types.js';
+import type { EventRecord, NodeModuleRecord, RevisionRecord, RolloutRecord, Store } from '../store/types.js';
 
 /** Trailer naming the leader's address when a follower refuses a leader-only call (kbctl follows it). */
 export const LEADER_TRAILER = 'kb-leader';
@@ -139,17 +139,24 @@ export function controlHandlers(deps: ControlDeps): grpc.UntypedServiceImplement
 
     Health: unary(async (req: HealthRequest): Promise<HealthResponse> => {
       if (req.module) getModule(req.module);
-      const stored = await deps.store.listNodeModules(req.module ? { module: req.module } : {});
-      const names = [...new Set([...deps.sessions.all().map((s) => s.node), ...stored.map((r) => r.node)])].sort();
+      // Stored reports by node: looked up per disconnected node, not scanned (thousands of nodes).
+      const stored = new Map<string, NodeModuleRecord[]>();
+      for (const r of await deps.store.listNodeModules(req.module ? { module: req.module } : {})) {
+        const list = stored.get(r.node);
+        if (list) list.push(r);
+        else stored.set(r.node, [r]);
+      }
+      const names = [...new Set([...deps.sessions.all().map((s) => s.node), ...stored.keys()])].sort();
       const nodes: NodeHealth[] = [];
       for (const node of names) {
         const s = deps.sessions.get(node);
+        const mine = stored.get(node) ?? [];
         const live = s ? [...s.health.values()].filter((m) => !req.module || m.module === req.module) : [];
         const modules = s
           ? live
-          : stored.filter((r) => r.node === node).map((r) => ({ module: r.module, revision: r.revision, specHash: r.specHash, healthy: false, converged: r.converged, checks: r.checks }));
+          : mine.map((r) => ({ module: r.module, revision: r.revision, specHash: r.specHash, healthy: false, converged: r.converged, checks: r.checks }));
         if (!modules.length) continue;
-        nodes.push({ node, connected: Boolean(s), modules, observedAtMs: s?.lastSeenMs ?? Math.max(...stored.filter((r) => r.node === node).map((r) => r.updatedMs)) });
+        nodes.push({ node, connected: Boolean(s), modules, observedAtMs: s?.lastSeenMs ?? Math.max(...mine.map((r) => r.updatedMs)) });
       }
       return { nodes };
     }),
