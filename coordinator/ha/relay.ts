@@ -5,6 +5,7 @@ import { errorMessage } from '../../shared/errors/index.js';
 import type { AgentSession, SessionRegistry } from '../sessions.js';
 import { decodeRecord, encodeRecord } from '../store/codec.js';
 import type { EtcdConnection, WriteGuard } from '../store/etcd.js';
+import { RevisionReader } from '../store/revision-reader.js';
 import type { AssignmentRecord, Store } from '../store/types.js';
 import { KEYS, type AgentEventRecord, type LiveSessionRecord, type ReplicaRecord } from './records.js';
 
@@ -44,8 +45,12 @@ export class Relay {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly offs: (() => void)[] = [];
+  /** One rollout puts thousands of assignments naming the same revision within seconds. */
+  private readonly revisions: RevisionReader;
 
-  constructor(private readonly deps: RelayDeps) {}
+  constructor(private readonly deps: RelayDeps) {
+    this.revisions = new RevisionReader(deps.store);
+  }
 
   start(): void {
     const { local } = this.deps;
@@ -77,7 +82,7 @@ export class Relay {
     if (before && before.revision === a.revision && before.specHash === a.specHash) return;
     const session = this.deps.local.get(a.node);
     if (!session) return;
-    this.deps.store.getRevision(a.module, a.revision).then(async (rev) => {
+    this.revisions.get(a.module, a.revision).then(async (rev) => {
       const state = rev?.states[a.node];
       if (!state) {
         this.deps.log.error({ node: a.node, module: a.module, revision: a.revision }, 'assignment names a revision the store does not have');

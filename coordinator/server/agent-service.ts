@@ -6,6 +6,7 @@ import { EnrollError, type Enroller } from '../pki/enroll.js';
 import type { PeerCert } from './auth.js';
 import type { Inventory } from '../../shared/inventory/index.js';
 import type { SessionRegistry, AgentSession } from '../sessions.js';
+import { RevisionReader } from '../store/revision-reader.js';
 import type { Store } from '../store/types.js';
 
 export interface AgentServiceDeps {
@@ -40,6 +41,8 @@ const NODE_PERSIST_INTERVAL_MS = 30_000;
  *     desired states flow down, until either side ends the stream.
  */
 export function agentSessionHandler(deps: AgentServiceDeps) {
+  // Thousands of agents reconnecting at once after a restart may all lack the same revision.
+  const revisions = new RevisionReader(deps.store);
   return (call: grpc.ServerDuplexStream<AgentMessage, CoordinatorMessage>): void => {
     let session: AgentSession | undefined;
     let lastPersist = 0;
@@ -101,7 +104,7 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
       for (const a of await deps.store.listAssignments({ node })) {
         const h = held.get(a.module);
         if (h && h.revision === a.revision && h.specHash === a.specHash) continue;
-        const rev = await deps.store.getRevision(a.module, a.revision);
+        const rev = await revisions.get(a.module, a.revision);
         const state = rev?.states[node];
         if (state) session.send(await deliver(state));
       }
@@ -126,7 +129,7 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
         deps.log.warn({ node: s.node, module: req.module, revision: req.revision }, 'credentials resend refused: not the node\'s current assignment');
         return;
       }
-      const state = (await deps.store.getRevision(a.module, a.revision))?.states[s.node];
+      const state = (await revisions.get(a.module, a.revision))?.states[s.node];
       if (!state) return;
       deps.log.info({ node: s.node, module: req.module, revision: req.revision, reason: req.reason }, 'resending credentials');
       s.send(await deliver(state));
