@@ -51,14 +51,12 @@ export function kbV1(): KbV1 {
  */
 function directEncoders(def: protoLoader.PackageDefinition, root: protobuf.Root): void {
   for (const [name, service] of Object.entries(def)) {
-    if (!('format' in service) && typeof service === 'object') {
-      const svc = root.lookupService(name);
-      for (const [method, m] of Object.entries(service as protoLoader.ServiceDefinition)) {
-        const rpc = svc.methods[method]!;
-        rpc.resolve();
-        m.requestSerialize = encoderOf(rpc.resolvedRequestType!);
-        m.responseSerialize = encoderOf(rpc.resolvedResponseType!);
-      }
+    if ('format' in service) continue; // a message or enum descriptor, not a service
+    const svc = root.lookupService(name);
+    for (const [method, m] of Object.entries(service as protoLoader.ServiceDefinition)) {
+      const rpc = svc.methods[method]!.resolve() as protobuf.Method;
+      m.requestSerialize = encoderOf(rpc.resolvedRequestType!);
+      m.responseSerialize = encoderOf(rpc.resolvedResponseType!);
     }
   }
 }

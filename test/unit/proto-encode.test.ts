@@ -62,6 +62,14 @@ describe('kb.v1 serializers encode message objects directly', () => {
     expect(create.responseSerialize(reply).equals(viaFromObject('kb.v1.CreateTokenResponse', reply))).toBe(true);
   });
 
+  it('run no fromObject copy: a value fromObject would refuse is encoded as protobufjs sees it (ADR 0020)', () => {
+    const msg = { desired: 'not a ModuleState' } as never;
+    // proto-loader's serializer goes through fromObject, which checks the nested field's type.
+    expect(() => viaFromObject('kb.v1.CoordinatorMessage', msg)).toThrow(/desired: object expected/);
+    // kb's encodes directly (TypeScript types every message kb builds; proto/types.ts).
+    expect(() => kbV1().AgentService.service.Session!.responseSerialize(msg)).not.toThrow();
+  });
+
   it('refuses an array where a message is expected, as proto-loader does', () => {
     expect(() => kbV1().AgentService.service.Session!.responseSerialize([] as never)).toThrow(/expected object with CoordinatorMessage structure, got array/);
   });
