@@ -1,4 +1,5 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
+import { KbError, errorMessage } from '../../shared/errors/index.js';
 import type { RevisionRecord } from './types.js';
 
 /**
@@ -34,13 +35,21 @@ export function encodeRevision(r: RevisionRecord): string | Buffer {
   return text.length >= REVISION_GZIP_MIN_BYTES ? gzipSync(text, { level: 1 }) : text;
 }
 
-/** Decodes a revision written by encodeRevision (or by earlier versions of kb: plain JSON). */
-export function decodeRevision(doc: string | Uint8Array): RevisionRecord {
-  if (typeof doc === 'string') return decodeRecord<RevisionRecord>(doc);
-  const bytes = Buffer.isBuffer(doc) ? doc : Buffer.from(doc.buffer, doc.byteOffset, doc.byteLength);
-  // gzip's magic number: JSON text never starts with byte 0x1f.
-  const text = bytes[0] === 0x1f && bytes[1] === 0x8b ? gunzipSync(bytes).toString('utf8') : bytes.toString('utf8');
-  return decodeRecord<RevisionRecord>(text);
+/**
+ * Decodes a revision written by encodeRevision (or by earlier versions of kb: plain JSON).
+ * A document that does not decode (damaged, truncated) throws a KbError naming `where`
+ * (the revision's place in the store).
+ */
+export function decodeRevision(doc: string | Uint8Array, where: string): RevisionRecord {
+  try {
+    if (typeof doc === 'string') return decodeRecord<RevisionRecord>(doc);
+    const bytes = Buffer.isBuffer(doc) ? doc : Buffer.from(doc.buffer, doc.byteOffset, doc.byteLength);
+    // gzip's magic number: JSON text never starts with byte 0x1f.
+    const text = bytes[0] === 0x1f && bytes[1] === 0x8b ? gunzipSync(bytes).toString('utf8') : bytes.toString('utf8');
+    return decodeRecord<RevisionRecord>(text);
+  } catch (err) {
+    throw new KbError(`${where}: stored revision unreadable (${errorMessage(err)}); the store's file or etcd data is damaged`, { cause: err });
+  }
 }
 
 function bufferReviver(_key: string, value: unknown): unknown {

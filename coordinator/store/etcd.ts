@@ -289,6 +289,11 @@ export class EtcdStore implements Store {
     return this.conn.key(...parts);
   }
 
+  /** A key's place, for errors: "etcd <endpoints> key <key>". */
+  private where(kv: IKeyValue): string {
+    return `${this.conn.description} key ${kv.key.toString('utf8')}`;
+  }
+
   /**
    * Writes an immutable document: true when it was created, or when the key already holds
    * exactly this document (a retried call whose first attempt landed); false when it holds another.
@@ -351,15 +356,15 @@ export class EtcdStore implements Store {
   }
   async getRevision(module: string, revision: number): Promise<RevisionRecord | undefined> {
     const kv = await this.conn.get(this.k('revisions', module, pad(revision)));
-    return kv ? decodeRevision(kv.value) : undefined;
+    return kv ? decodeRevision(kv.value, this.where(kv)) : undefined;
   }
   async latestRevision(module: string): Promise<RevisionRecord | undefined> {
     const { kvs } = await this.conn.list(Buffer.concat([this.k('revisions', module), Buffer.from('/')]), { sort_order: 'Descend', sort_target: 'Key', limit: 1 });
-    return kvs[0] ? decodeRevision(kvs[0].value) : undefined;
+    return kvs[0] ? decodeRevision(kvs[0].value, this.where(kvs[0])) : undefined;
   }
   async listRevisions(module: string): Promise<RevisionRecord[]> {
     const { kvs } = await this.conn.list(Buffer.concat([this.k('revisions', module), Buffer.from('/')]));
-    return kvs.map((kv) => decodeRevision(kv.value)).sort((a, b) => a.revision - b.revision);
+    return kvs.map((kv) => decodeRevision(kv.value, this.where(kv))).sort((a, b) => a.revision - b.revision);
   }
   async markRevisionHealthy(module: string, revision: number, atMs: number): Promise<void> {
     const key = this.k('revisions', module, pad(revision));
@@ -367,7 +372,7 @@ export class EtcdStore implements Store {
     for (let attempt = 0; attempt < 5; attempt++) {
       const kv = await this.conn.get(key);
       if (!kv) return;
-      const r = decodeRevision(kv.value);
+      const r = decodeRevision(kv.value, this.where(kv));
       r.healthyMs = atMs;
       const res = await this.conn.txn({ compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }], success: [put(key, encodeRevision(r))] }, this.guard);
       if (res.succeeded) return;

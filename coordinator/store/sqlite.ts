@@ -28,7 +28,7 @@ export class SqliteStore implements Store {
   private pending: { resolve: () => void; reject: (err: unknown) => void }[] = [];
   private readonly statements = new Map<string, Database.Statement>();
 
-  constructor(file: string) {
+  constructor(private readonly file: string) {
     mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     this.db = new Database(file);
     // The store holds token hashes and node identities: readable by the coordinator's user only.
@@ -156,17 +156,22 @@ export class SqliteStore implements Store {
     }
   }
   async getRevision(module: string, revision: number): Promise<RevisionRecord | undefined> {
-    return parseRevision(this.stmt('SELECT doc FROM revisions WHERE module = ? AND revision = ?').get(module, revision));
+    return this.parseRevision(this.stmt('SELECT module, revision, doc FROM revisions WHERE module = ? AND revision = ?').get(module, revision));
   }
   async latestRevision(module: string): Promise<RevisionRecord | undefined> {
-    return parseRevision(this.stmt('SELECT doc FROM revisions WHERE module = ? ORDER BY revision DESC LIMIT 1').get(module));
+    return this.parseRevision(this.stmt('SELECT module, revision, doc FROM revisions WHERE module = ? ORDER BY revision DESC LIMIT 1').get(module));
   }
   async listRevisions(module: string): Promise<RevisionRecord[]> {
-    return this.stmt('SELECT doc FROM revisions WHERE module = ? ORDER BY revision').all(module).map((row) => parseRevision(row)!);
+    return this.stmt('SELECT module, revision, doc FROM revisions WHERE module = ? ORDER BY revision').all(module).map((row) => this.parseRevision(row)!);
+  }
+  private parseRevision(row: unknown): RevisionRecord | undefined {
+    if (!row) return undefined;
+    const r = row as { module: string; revision: number; doc: string | Buffer };
+    return decodeRevision(r.doc, `${this.file}: ${r.module} revision ${r.revision}`);
   }
   async markRevisionHealthy(module: string, revision: number, atMs: number): Promise<void> {
     await this.write(() => {
-      const r = parseRevision(this.stmt('SELECT doc FROM revisions WHERE module = ? AND revision = ?').get(module, revision));
+      const r = this.parseRevision(this.stmt('SELECT module, revision, doc FROM revisions WHERE module = ? AND revision = ?').get(module, revision));
       if (!r) return;
       r.healthyMs = atMs;
       this.stmt('UPDATE revisions SET doc = ? WHERE module = ? AND revision = ?').run(encodeRevision(r), module, revision);
@@ -247,6 +252,4 @@ function parse<T>(row: unknown): T | undefined {
 function parseAll<T>(rows: unknown[]): T[] {
   return rows.map((row) => decodeRecord<T>((row as { doc: string }).doc));
 }
-function parseRevision(row: unknown): RevisionRecord | undefined {
-  return row ? decodeRevision((row as { doc: string | Buffer }).doc) : undefined;
-}
+

@@ -79,3 +79,17 @@ describe('SqliteStore', () => {
     await a.close();
   });
 });
+
+describe('SQLite store, a damaged revision', () => {
+  it('fails to read with an error naming the database file, the module and the revision', async () => {
+    const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-store-')), 'kb.db');
+    const a = new SqliteStore(file);
+    const states = Object.fromEntries(Array.from({ length: 500 }, (_, i) => [`lb-${i}`, { module: 'haproxy', revision: 3, specHash: `h${i}`, containers: [], files: [], healthChecks: [], note: randomBytes(600).toString('base64') }]));
+    await a.putRevision({ module: 'haproxy', revision: 3, createdMs: 1, images: {}, healthyMs: null, sourceRevision: null, states: states as never });
+    const db = (a as unknown as { db: { prepare(s: string): { run(...p: unknown[]): unknown } } }).db;
+    db.prepare("UPDATE revisions SET doc = substr(doc, 1, 100) WHERE module = 'haproxy'").run();
+    await expect(a.getRevision('haproxy', 3)).rejects.toThrow(`${file}: haproxy revision 3: stored revision unreadable`);
+    await expect(a.listRevisions('haproxy')).rejects.toThrow(`${file}: haproxy revision 3: stored revision unreadable`);
+    await a.close();
+  });
+});

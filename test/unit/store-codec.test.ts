@@ -45,7 +45,7 @@ describe('revision codec', () => {
   it('keeps a small revision as plain JSON text', () => {
     const doc = encodeRevision(rev(2));
     expect(typeof doc).toBe('string');
-    expect(decodeRevision(doc)).toEqual(rev(2));
+    expect(decodeRevision(doc, 'test')).toEqual(rev(2));
   });
 
   it(`gzips a revision of ${REVISION_GZIP_MIN_BYTES} bytes or more and reads it back, Buffers included`, () => {
@@ -55,16 +55,23 @@ describe('revision codec', () => {
     expect(Buffer.isBuffer(doc)).toBe(true);
     expect([doc[0], doc[1]]).toEqual([0x1f, 0x8b]);
     expect(doc.length).toBeLessThan(encodeRecord(r).length / 10);
-    const back = decodeRevision(doc);
+    const back = decodeRevision(doc, 'test');
     expect(back).toEqual(r);
     expect(Buffer.isBuffer(back.states['lb-499']!.files[0]!.content)).toBe(true);
     // A Uint8Array view (what some drivers hand back) decodes the same.
-    expect(decodeRevision(new Uint8Array(doc.buffer, doc.byteOffset, doc.byteLength))).toEqual(r);
+    expect(decodeRevision(new Uint8Array(doc.buffer, doc.byteOffset, doc.byteLength), 'test')).toEqual(r);
   });
 
   it('reads revisions stored by earlier versions: JSON text, as a string or as bytes', () => {
     const text = encodeRecord(rev(3));
-    expect(decodeRevision(text)).toEqual(rev(3));
-    expect(decodeRevision(Buffer.from(text))).toEqual(rev(3));
+    expect(decodeRevision(text, 'test')).toEqual(rev(3));
+    expect(decodeRevision(Buffer.from(text), 'test')).toEqual(rev(3));
+  });
+
+  it('names where a damaged revision is stored instead of failing with a bare zlib or JSON error', () => {
+    const doc = encodeRevision(rev(500)) as Buffer;
+    const truncated = doc.subarray(0, doc.length >> 1);
+    expect(() => decodeRevision(truncated, 'kb.db: haproxy revision 3')).toThrow(/^kb\.db: haproxy revision 3: stored revision unreadable \(.*\); the store's file or etcd data is damaged$/);
+    expect(() => decodeRevision('{"module": "haproxy", ', 'kb.db: haproxy revision 4')).toThrow(/^kb\.db: haproxy revision 4: stored revision unreadable/);
   });
 });
