@@ -4,7 +4,7 @@
  *
  *   npm run bench -- fleet [--nodes 1000,5000] [--stretch 10000] [--workers 4]
  *                          [--ingest-s 30] [--health-interval-ms 10000] [--transport mtls]
- *                          [--no-docs] [--json FILE] [--kb-only]
+ *                          [--no-docs] [--json FILE] [--kb-only] [--rounds 3]
  *
  * One process file, three roles (this bundle re-runs itself):
  *  - main: writes an inventory of N lb/internal-haproxy nodes on loopback addresses
@@ -59,11 +59,13 @@ type ToWorker =
   | { cmd: 'enroll'; nodes: { node: string; token: string }[]; bootstrapUrl: string; caPem: string; concurrency: number }
   | { cmd: 'connect'; target: string; caPem: string; concurrency: number }
   | { cmd: 'disconnect' }
+  | { cmd: 'reset-acks' }
   | { cmd: 'stats' };
 type FromWorker =
   | { ev: 'enrolled'; count: number; failed: string[] }
   | { ev: 'connected'; count: number; failed: string[]; lastMs: number }
   | { ev: 'disconnected' }
+  | { ev: 'acks-reset' }
   | { ev: 'stats'; acks: number[]; received: number; results: number; health: number; heartbeats: number; sample?: ModuleState; open: number; drops: number; lastError: string };
 
 // ---------------------------------------------------------------- worker role
@@ -72,6 +74,8 @@ async function workerRole(): Promise<void> {
   const ids: Identity[] = [];
   let sessions: SimSession[] = [];
   const send = (m: FromWorker) => process.send!(m);
+  // Stopped with SIGTERM at the end of a size: exit normally, so --cpu-prof (KB_FLEET_WORKER_PROF) writes its profile.
+  process.once('SIGTERM', () => process.exit(0));
   process.on('message', (m: ToWorker) => {
     void (async () => {
       if (m.cmd === 'enroll') {
@@ -100,6 +104,10 @@ async function workerRole(): Promise<void> {
         for (const s of sessions) s.close();
         sessions = [];
         send({ ev: 'disconnected' });
+      } else if (m.cmd === 'reset-acks') {
+        // The next fan-out round: each session records the first state it receives from now on.
+        for (const s of sessions) s.ackAtMs = 0;
+        send({ ev: 'acks-reset' });
       } else if (m.cmd === 'stats') {
         const sum = (f: (s: SimSession) => number) => sessions.reduce((a, s) => a + f(s), 0);
         send({
@@ -314,10 +322,10 @@ function floorRole(): void {
 
 // ---------------------------------------------------------------- main role
 
-interface Args { nodes: number[]; stretch: number[]; workers: number; ingestS: number; healthMs: number; docs: boolean; json?: string; transport: string; floor: boolean }
+interface Args { nodes: number[]; stretch: number[]; workers: number; ingestS: number; healthMs: number; docs: boolean; json?: string; transport: string; floor: boolean; rounds: number }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { nodes: [1000, 5000], stretch: [], workers: 4, ingestS: 30, healthMs: 10_000, docs: true, transport: 'mtls', floor: true };
+  const a: Args = { nodes: [1000, 5000], stretch: [], workers: 4, ingestS: 30, healthMs: 10_000, docs: true, transport: 'mtls', floor: true, rounds: 3 };
   const list = (v: string | undefined, flag: string) => {
     const xs = (v ?? '').split(',').map(Number);
     if (!xs.length || xs.some((x) => !Number.isInteger(x) || x < 1)) throw new Error(`${flag} ${v}: expected a comma-separated list of node counts`);
@@ -333,12 +341,14 @@ function parseArgs(argv: string[]): Args {
     else if (f === '--no-docs') a.docs = false;
     else if (f === '--kb-only') { a.floor = false; a.docs = false; } // for iterating on the coordinator: no floor, no docs
     else if (f === '--json') a.json = argv[++i];
+    else if (f === '--rounds') a.rounds = Number(argv[++i]);
     else if (f === '--transport') a.transport = argv[++i] ?? '';
     else throw new Error(`unknown argument ${f} (see bench/fleet/main.ts)`);
   }
   if (a.transport !== 'mtls') throw new Error(`--transport ${a.transport}: only mtls is supported (kb agents always use mTLS)`);
   if (!Number.isInteger(a.workers) || a.workers < 1) throw new Error('--workers: expected a positive integer');
   if (!(a.ingestS >= 1)) throw new Error('--ingest-s: expected at least 1');
+  if (!Number.isInteger(a.rounds) || a.rounds < 1) throw new Error('--rounds: expected a positive integer');
   if (!(a.healthMs >= 500)) throw new Error('--health-interval-ms: expected at least 500');
   return a;
 }
@@ -431,8 +441,21 @@ interface Side {
   /** 1-minute load average of the machine at the end of the side's ingest window. */
   load1?: number;
   rollout?: { state: string; endMs: number; nodes: number };
-  /** CPU of the server and of the simulated agents from the fan-out's start to its last acknowledgement (fanoutCpu). */
-  fanoutCpu?: string;
+  /** Each fan-out round; `fanout` is over the acknowledgements of every round together. */
+  rounds: Round[];
+}
+
+/** One fan-out: a new revision (kb) or the same state again (floor) to every session. */
+interface Round { acks: number[]; p50Ms: number | undefined; p99Ms: number | undefined; cpu: string }
+
+function toRound(acks: number[], cpu: string): Round {
+  return { acks, p50Ms: percentile(acks, 50), p99Ms: percentile(acks, 99), cpu };
+}
+
+/** Fan-out over every round's acknowledgements together: the slowest round's tail weighs fully. */
+function pooled(rounds: Round[]): Side['fanout'] {
+  const all = rounds.flatMap((r) => r.acks);
+  return { acked: Math.min(...rounds.map((r) => r.acks.length)), p50Ms: percentile(all, 50), p99Ms: percentile(all, 99), maxMs: percentile(all, 100) };
 }
 
 interface SizeResult { nodes: number; kb: Side; floor: Side; loadavg: number[]; enrollMs: number; stretch: boolean }
@@ -602,32 +625,44 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     // The operator's connection is opened (TLS handshake done) before the clock starts, as the
     // floor's order travels on an open channel: fan-out is measured from the Rollout call.
     await control2.rolloutStatus({ module: 'haproxy', events: false });
-    const cpu0 = fanoutCpu(pid, workers);
-    const t0 = Date.now();
-    log(`N=${n}: kb: rollout of haproxy to ${n} nodes asked for at ${new Date(t0).toISOString()}`);
-    const ask = () => control2.rollout({ module: 'haproxy', maxParallel: n, healthyDeadlineMs: 600_000, minHealthyTimeMs: 0, undo: false, wait: false }, () => undefined);
-    await ask().catch(async (err: unknown) => {
-      // The call's stream can drop while the rollout already started: then it runs; otherwise ask once more.
-      log(`N=${n}: kb: the Rollout call failed (${(err as Error).message}); checking whether the rollout started`);
-      const st = await control2.rolloutStatus({ module: 'haproxy', events: false });
-      if (!st.rollout) await ask();
-    });
-    const kbAcks = (await waitAcks(workers, kbConn.connected, 300_000)).map((t) => t - t0);
-    const kbCpu = cpu0.since();
-    log(`N=${n}: kb: ${kbAcks.length} acks, p50 ${percentile(kbAcks, 50)} ms, p99 ${percentile(kbAcks, 99)} ms; ${kbCpu}`);
+    // Fan-out rounds: round 1 rolls out revision 1; each later round changes the module's
+    // settings (HAProxy maxconn) so a new revision goes to every node, on the same sessions.
+    const kbRounds: Round[] = [];
     let rollout: Side['rollout'];
-    for (const until = Date.now() + 300_000; Date.now() < until;) {
-      const st = await control2.rolloutStatus({ module: 'haproxy', events: false }).catch((err: unknown) => {
-        log(`N=${n}: kb: rollout status: ${(err as Error).message}`);
-        return { rollout: null };
-      });
-      if (st.rollout && st.rollout.state !== 'running') {
-        rollout = { state: st.rollout.state, endMs: st.rollout.updatedMs - t0, nodes: st.rollout.nodes.length };
-        break;
+    for (let round = 1; round <= args.rounds; round++) {
+      if (round > 1) {
+        writeFileSync(settings, `haproxy:\n  bind: private\n  maxconn: ${4096 + round}\n`);
+        await Promise.all(workers.map((w) => w.ask({ cmd: 'reset-acks' })));
+        await sleep(2000); // the previous round's results and events written
       }
-      await sleep(500);
+      const cpu0 = fanoutCpu(pid, workers);
+      const t0 = Date.now();
+      log(`N=${n}: kb: round ${round}: rollout of haproxy to ${n} nodes asked for at ${new Date(t0).toISOString()}`);
+      const ask = () => control2.rollout({ module: 'haproxy', maxParallel: n, healthyDeadlineMs: 600_000, minHealthyTimeMs: 0, undo: false, wait: false }, () => undefined);
+      await ask().catch(async (err: unknown) => {
+        // The call's stream can drop while the rollout already started: then it runs; otherwise ask once more.
+        log(`N=${n}: kb: the Rollout call failed (${(err as Error).message}); checking whether the rollout started`);
+        const st = await control2.rolloutStatus({ module: 'haproxy', events: false });
+        if (!st.rollout || st.rollout.revision !== round) await ask();
+      });
+      const acks = (await waitAcks(workers, kbConn.connected, 300_000)).map((t) => t - t0);
+      const cpu = cpu0.since();
+      kbRounds.push(toRound(acks, cpu));
+      log(`N=${n}: kb: round ${round}: ${acks.length} acks, p50 ${percentile(acks, 50)} ms, p99 ${percentile(acks, 99)} ms; ${cpu}`);
+      rollout = undefined;
+      for (const until = Date.now() + 300_000; Date.now() < until;) {
+        const st = await control2.rolloutStatus({ module: 'haproxy', events: false }).catch((err: unknown) => {
+          log(`N=${n}: kb: rollout status: ${(err as Error).message}`);
+          return { rollout: null };
+        });
+        if (st.rollout && st.rollout.revision === round && st.rollout.state !== 'running') {
+          rollout = { state: st.rollout.state, endMs: st.rollout.updatedMs - t0, nodes: st.rollout.nodes.length };
+          break;
+        }
+        await sleep(500);
+      }
+      log(`N=${n}: kb: round ${round}: rollout ${rollout ? `${rollout.state} after ${rollout.endMs} ms (every simulated node answers "no container engine")` : 'still running after 300 s'}`);
     }
-    log(`N=${n}: kb: rollout ${rollout ? `${rollout.state} after ${rollout.endMs} ms (every simulated node answers "no container engine")` : 'still running after 300 s'}`);
     const sample = (await allStats(workers)).sample;
     await sleep(args.healthMs + 1000); // a full health round after the rollout's writes
     const kbIngest = await measureIngest(workers, pid, args.ingestS);
@@ -635,8 +670,8 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     const kbEnd = await allStats(workers);
     log(`N=${n}: kb: ingest ${kbIngest.cpuPercent.toFixed(1)}% of one core over ${kbIngest.seconds.toFixed(0)} s (${kbIngest.reports} reports); RSS ${(kbUse.rssBytes / 2 ** 20).toFixed(0)} MB; ${kbEnd.open} sessions open, ${kbEnd.drops} lost and re-opened${kbEnd.lastError ? ` (last: ${kbEnd.lastError})` : ''}`);
     const kb: Side = {
-      ...kbConn, fanout: { acked: kbAcks.length, p50Ms: percentile(kbAcks, 50), p99Ms: percentile(kbAcks, 99), maxMs: percentile(kbAcks, 100) },
-      ingest: kbIngest, rssMb: kbUse.rssBytes / 2 ** 20, hwmMb: kbUse.hwmBytes / 2 ** 20, rollout, fanoutCpu: kbCpu,
+      ...kbConn, fanout: pooled(kbRounds), rounds: kbRounds,
+      ingest: kbIngest, rssMb: kbUse.rssBytes / 2 ** 20, hwmMb: kbUse.hwmBytes / 2 ** 20, rollout,
       drops: kbEnd.drops, openAtEnd: kbEnd.open, lastError: kbEnd.lastError, load1: os.loadavg()[0],
     };
     control2.close();
@@ -656,20 +691,28 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     const flConn = await connectAll(workers, `${HOST}:${floorPort}`, cfg.ca, floor.pid!, HOST, floorPort);
     log(`N=${n}: floor: ${flConn.connected}/${n} connected in ${flConn.connectMs} ms; ${flConn.tcp} established TCP connections; RSS ${(procUsage(floor.pid!).rssBytes / 2 ** 20).toFixed(0)} MB`);
     if (!sample) throw new Error('no desired state reached any simulated agent from kb: nothing to send from the floor');
-    const fcpu0 = fanoutCpu(floor.pid!, workers);
-    const f0 = Date.now();
-    floor.send({ cmd: 'fanout', state: sample });
-    const flAcks = (await waitAcks(workers, flConn.connected, 300_000)).map((t) => t - f0);
-    const flCpu = fcpu0.since();
-    log(`N=${n}: floor: ${flAcks.length} acks, p50 ${percentile(flAcks, 50)} ms, p99 ${percentile(flAcks, 99)} ms; ${flCpu}`);
+    const flRounds: Round[] = [];
+    for (let k = 1; k <= args.rounds; k++) {
+      if (k > 1) {
+        await Promise.all(workers.map((w) => w.ask({ cmd: 'reset-acks' })));
+        await sleep(2000);
+      }
+      const fcpu0 = fanoutCpu(floor.pid!, workers);
+      const f0 = Date.now();
+      floor.send({ cmd: 'fanout', state: sample });
+      const flAcks = (await waitAcks(workers, flConn.connected, 300_000)).map((t) => t - f0);
+      const flCpu = fcpu0.since();
+      flRounds.push(toRound(flAcks, flCpu));
+      log(`N=${n}: floor: round ${k}: ${flAcks.length} acks, p50 ${percentile(flAcks, 50)} ms, p99 ${percentile(flAcks, 99)} ms; ${flCpu}`);
+    }
     await sleep(args.healthMs + 1000);
     const flIngest = await measureIngest(workers, floor.pid!, args.ingestS);
     const flUse = procUsage(floor.pid!);
     const flEnd = await allStats(workers);
     log(`N=${n}: floor: ingest ${flIngest.cpuPercent.toFixed(1)}% over ${flIngest.seconds.toFixed(0)} s; RSS ${(flUse.rssBytes / 2 ** 20).toFixed(0)} MB; ${flEnd.open} sessions open, ${flEnd.drops} lost and re-opened`);
     const fl: Side = {
-      ...flConn, fanout: { acked: flAcks.length, p50Ms: percentile(flAcks, 50), p99Ms: percentile(flAcks, 99), maxMs: percentile(flAcks, 100) },
-      ingest: flIngest, rssMb: flUse.rssBytes / 2 ** 20, hwmMb: flUse.hwmBytes / 2 ** 20, fanoutCpu: flCpu,
+      ...flConn, fanout: pooled(flRounds), rounds: flRounds,
+      ingest: flIngest, rssMb: flUse.rssBytes / 2 ** 20, hwmMb: flUse.hwmBytes / 2 ** 20,
       drops: flEnd.drops, openAtEnd: flEnd.open, lastError: flEnd.lastError, load1: os.loadavg()[0],
     };
     await Promise.all(workers.map((w) => w.ask({ cmd: 'disconnect' })));
@@ -712,7 +755,9 @@ function summarize(results: SizeResult[]): string {
     lines.push(`- ingest <= 25 % of one core: ${at.kb.ingest.cpuPercent.toFixed(1)} %: ${t(at.kb.ingest.cpuPercent <= 25)}`);
     lines.push(`- coordinator RSS <= 1.25x the floor's: ${Math.round(at.kb.rssMb)} MB / ${Math.round(at.floor.rssMb)} MB = ${ratio(at.kb.rssMb, at.floor.rssMb)}: ${t(at.kb.rssMb <= 1.25 * at.floor.rssMb)}`);
     for (const r of results) {
-      if (r.kb.fanoutCpu) lines.push(`- (N=${r.nodes}) fan-out, kb: ${r.kb.fanoutCpu}${r.floor !== r.kb && r.floor.fanoutCpu ? `; floor: ${r.floor.fanoutCpu}` : ''}`);
+      const each = (s: Side) => s.rounds.map((x, i) => `round ${i + 1}: p50 ${fmtMs(x.p50Ms)}, p99 ${fmtMs(x.p99Ms)}`).join('; ');
+      lines.push(`- (N=${r.nodes}) fan-out rounds (the table pools their acknowledgements), kb: ${each(r.kb)}${r.floor !== r.kb ? `; floor: ${each(r.floor)}` : ''}`);
+      r.kb.rounds.forEach((x, i) => lines.push(`- (N=${r.nodes}) fan-out round ${i + 1}, kb: ${x.cpu}${r.floor !== r.kb && r.floor.rounds[i] ? `; floor: ${r.floor.rounds[i]!.cpu}` : ''}`));
       if (r.kb.rollout) lines.push(`- (N=${r.nodes}) the kb rollout itself ended \`${r.kb.rollout.state}\` ${fmtMs(r.kb.rollout.endMs)} after it was asked for: every simulated node answers that it has no container engine; enrollment of ${r.nodes} nodes took ${fmtMs(r.enrollMs)}`);
     }
   }
@@ -755,7 +800,7 @@ async function mainRole(): Promise<void> {
   }
   const summary = summarize(results);
   process.stdout.write(`\n${summary}\n`);
-  const command = `npm run bench -- fleet --nodes ${args.nodes.join(',')}${args.stretch.length ? ` --stretch ${args.stretch.join(',')}` : ''}${args.workers !== 4 ? ` --workers ${args.workers}` : ''}${args.ingestS !== 30 ? ` --ingest-s ${args.ingestS}` : ''}${args.healthMs !== 10_000 ? ` --health-interval-ms ${args.healthMs}` : ''}`;
+  const command = `npm run bench -- fleet --nodes ${args.nodes.join(',')}${args.stretch.length ? ` --stretch ${args.stretch.join(',')}` : ''}${args.workers !== 4 ? ` --workers ${args.workers}` : ''}${args.ingestS !== 30 ? ` --ingest-s ${args.ingestS}` : ''}${args.healthMs !== 10_000 ? ` --health-interval-ms ${args.healthMs}` : ''}${args.rounds !== 3 ? ` --rounds ${args.rounds}` : ''}`;
   if (args.json) writeFileSync(args.json, JSON.stringify({ args, results }, null, 2));
   if (args.docs) {
     const file = writeBenchSection(repoRoot, 'fleet', command, machine(), summary);

@@ -16,14 +16,14 @@ interface Side {
   ingest: { cpuPercent: number; reports: number };
   rssMb: number; openAtEnd: number;
   rollout?: { state: string; nodes: number };
-  fanoutCpu?: string;
+  rounds: { acks: number[]; p50Ms?: number; p99Ms?: number; cpu: string }[];
 }
 
 describe('bench fleet smoke', () => {
   it('bench/fleet connects 50 simulated agents to kb and to the floor and reports every metric for both', async () => {
     const json = path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-bench-')), 'fleet.json');
     const r = await new Promise<{ code: number; out: string }>((resolve) => {
-      execFile(process.execPath, [path.join(repoRoot, 'bench/run.mjs'), '--no-build', 'fleet', '--nodes', '50', '--workers', '2', '--ingest-s', '3', '--health-interval-ms', '2000', '--no-docs', '--json', json],
+      execFile(process.execPath, [path.join(repoRoot, 'bench/run.mjs'), '--no-build', 'fleet', '--nodes', '50', '--workers', '2', '--ingest-s', '3', '--health-interval-ms', '2000', '--rounds', '2', '--no-docs', '--json', json],
         { cwd: repoRoot, timeout: 85_000, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, KB_E2E_SUBNET: process.env.KB_E2E_SUBNET ?? '127.0.1' } },
         (err, stdout, stderr) => resolve({ code: err ? 1 : 0, out: `${stdout}${stderr}` }));
     });
@@ -47,10 +47,19 @@ describe('bench fleet smoke', () => {
       expect(s.ingest.cpuPercent, name).toBeGreaterThanOrEqual(0);
       expect(s.rssMb, name).toBeGreaterThan(10);
       expect(s.openAtEnd, name).toBe(50);
-      // Where the fan-out's CPU went, from /proc: the server's threads and the simulated agents.
-      expect(s.fanoutCpu, name).toMatch(/^CPU until the last ack was seen .*: server \d+ ms \(main thread \d+.*\), simulated agents \d+ ms, over \d+ ms$/);
+      // Two fan-out rounds (kb: revisions 1 and 2), each acknowledged by every node; the
+      // table's figures pool both rounds' acknowledgements.
+      expect(s.rounds, name).toHaveLength(2);
+      for (const x of s.rounds) {
+        expect(x.acks, name).toHaveLength(50);
+        // Where the fan-out's CPU went, from /proc: the server's threads and the simulated agents.
+        expect(x.cpu, name).toMatch(/^CPU until the last ack was seen .*: server \d+ ms \(main thread \d+.*\), simulated agents \d+ ms, over \d+ ms$/);
+      }
+      expect(s.fanout.p99Ms, name).toBe([...s.rounds.flatMap((x) => x.acks)].sort((a, b) => a - b)[98]);
     }
+    expect(r.out).toContain('kb: round 2: 50 acks');
     // The simulated agents apply nothing (no container engine) and say so: the rollout fails on every node.
     expect(kb.rollout).toMatchObject({ state: 'failed', nodes: 50 });
+    expect(r.out).toMatch(/kb: round 2: rollout failed after/);
   });
 });
