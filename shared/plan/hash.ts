@@ -4,24 +4,63 @@ import type { ContainerSpec, FileSpec, HealthCheck, ModuleState, RedisMasterFoll
 /**
  * Canonical JSON: object keys sorted, Buffers as base64, undefined dropped. Two values
  * that are equal field by field always give the same string, whatever the key order.
+ * Written out directly (no sorted copy of the value to hand to JSON.stringify): every
+ * desired state is hashed through it, 5,000 of them at once on a fleet. It gives exactly
+ * what JSON.stringify gives for the sorted value (test/unit/canonical-json.test.ts).
  */
 export function canonicalJson(value: unknown): string {
-  return JSON.stringify(normalize(value));
+  return canon(value) as string;
 }
 
-function normalize(value: unknown): unknown {
-  if (Buffer.isBuffer(value)) return { $b64: value.toString('base64') };
-  if (value instanceof Uint8Array) return { $b64: Buffer.from(value).toString('base64') };
-  if (Array.isArray(value)) return value.map(normalize);
-  if (value && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const key of Object.keys(value).sort()) {
-      const v = (value as Record<string, unknown>)[key];
-      if (v !== undefined) out[key] = normalize(v);
+function canon(value: unknown): string | undefined {
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value);
+    case 'number':
+      return Number.isFinite(value) ? String(value) : 'null';
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'object': {
+      if (value === null) return 'null';
+      if (value instanceof Uint8Array) return `{"$b64":"${(Buffer.isBuffer(value) ? value : Buffer.from(value)).toString('base64')}"}`;
+      if (Array.isArray(value)) {
+        let out = '[';
+        for (let i = 0; i < value.length; i++) out += `${i ? ',' : ''}${canon(value[i]) ?? 'null'}`;
+        return `${out}]`;
+      }
+      let out = '{';
+      let first = true;
+      for (const key of sortedKeys(value)) {
+        const v = canon((value as Record<string, unknown>)[key]);
+        if (v === undefined) continue;
+        out += `${first ? '' : ','}${JSON.stringify(key)}:${v}`;
+        first = false;
+      }
+      return `${out}}`;
     }
-    return out;
+    case 'bigint':
+      return JSON.stringify(value); // throws, as JSON.stringify does for any BigInt
+    default:
+      return undefined; // undefined, functions, symbols: left out of objects, null in arrays
   }
-  return value;
+}
+
+/**
+ * Keys in the order the sorted copy had: sorted, except that integer-like keys ("9", "10"),
+ * which a JavaScript object always lists first in numeric order whatever the insertion
+ * order, come first in numeric order. Hashes made before kept that order.
+ */
+function sortedKeys(value: object): string[] {
+  const keys = Object.keys(value).sort();
+  if (!keys.some(isArrayIndex)) return keys;
+  return [...keys.filter(isArrayIndex).sort((a, b) => Number(a) - Number(b)), ...keys.filter((k) => !isArrayIndex(k))];
+}
+
+function isArrayIndex(key: string): boolean {
+  const c = key.charCodeAt(0);
+  if (c < 48 || c > 57) return false;
+  const n = Number(key);
+  return Number.isInteger(n) && n < 4294967295 && String(n) === key;
 }
 
 export function sha256Hex(text: string | Buffer): string {

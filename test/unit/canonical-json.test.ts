@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import type { ImageResolver } from '../../coordinator/images/resolve.js';
+import { getModule } from '../../coordinator/modules/index.js';
+import { computeDesired } from '../../coordinator/planner.js';
+import { loadInventory } from '../../shared/inventory/index.js';
+import { canonicalJson, moduleSpecHash, sha256Hex } from '../../shared/plan/hash.js';
+import { parseVersions } from '../../shared/versions/index.js';
+import { sharedFixture } from '../helpers/shared-fixtures.js';
+
+// The definition canonicalJson is written out from: a sorted copy (Buffers as {$b64}) handed
+// to JSON.stringify. Spec hashes already stored (revisions, agents' state files) were made
+// this way, so the direct writer must give the very same string for every value.
+function reference(value: unknown): string {
+  const normalize = (v: unknown): unknown => {
+    if (Buffer.isBuffer(v)) return { $b64: v.toString('base64') };
+    if (v instanceof Uint8Array) return { $b64: Buffer.from(v).toString('base64') };
+    if (Array.isArray(v)) return v.map(normalize);
+    if (v && typeof v === 'object') {
+      const out: Record<string, unknown> = {};
+      for (const key of Object.keys(v).sort()) {
+        const x = (v as Record<string, unknown>)[key];
+        if (x !== undefined) out[key] = normalize(x);
+      }
+      return out;
+    }
+    return v;
+  };
+  return JSON.stringify(normalize(value));
+}
+
+const resolver: ImageResolver = { resolve: async (ref) => `${ref}@sha256:${'a'.repeat(64)}` };
+const versions = parseVersions('redis_image: "127.0.0.1:5000/kb/redis:7.0-kb1"\nhaproxy_image: "127.0.0.1:5000/kb/haproxy:2.6-kb1"\n', 'versions.yaml');
+
+describe('canonicalJson', () => {
+  it('gives what JSON.stringify gives for the sorted value, for odd values', () => {
+    const values: unknown[] = [
+      null, true, false, 0, -0, 1.5, 1e21, -3e-7, NaN, Infinity, '', 'é "quoted" \\ \n\t\u2028 \ud83d\ude00', '\ud800',
+      [], {}, [undefined, null, () => 1, Symbol('s'), 2], { b: 1, a: undefined, c: () => 1, d: Symbol('x'), e: null },
+      { z: { y: [{ b: 2, a: 1 }, []], x: {} }, 'key "q"': 'v', 'é': 1, '10': 'ten', '9': 'nine', A: 'upper', a: 'lower' },
+      // Integer-like keys: a JavaScript object lists array indexes first, in numeric order.
+      { '01': 1, '4294967295': 2, '4294967294': 3, '-1': 4, '0': 5, '1.5': 6, b: 7, '2': 8 },
+      Buffer.from('binary \x00\xff', 'latin1'), new Uint8Array([1, 2, 250]), { content: Buffer.alloc(3000, 7), list: [Buffer.from('x')] },
+      new Date(0), new Map([['a', 1]]),
+    ];
+    for (const v of values) expect(canonicalJson(v), String(JSON.stringify(v))).toBe(reference(v));
+    expect(() => canonicalJson({ n: 1n })).toThrow(/BigInt/);
+  });
+
+  it('gives the same string and spec hash as the reference for every desired state of the real inventory', async () => {
+    const inventory = loadInventory(sharedFixture('servers.tsv'));
+    let checked = 0;
+    for (const module of ['redis', 'haproxy']) {
+      const d = await computeDesired(getModule(module), { inventory, versions, settings: {} }, resolver, { redis: { active: 2, accepted: [1, 2] } });
+      for (const state of Object.values(d.states)) {
+        expect(canonicalJson(state)).toBe(reference(state));
+        const { specHash, revision: _r, ...rest } = state;
+        expect(moduleSpecHash(rest)).toBe(specHash);
+        expect(specHash).toBe(sha256Hex(reference({
+          module: state.module, containers: state.containers, files: state.files, healthChecks: state.healthChecks,
+          ...(state.redisFollower ? { redisFollower: state.redisFollower } : {}),
+          ...(state.secrets?.length ? { secrets: state.secrets } : {}),
+          ...(state.secretFiles?.length ? { secretFiles: state.secretFiles } : {}),
+        })));
+        checked++;
+      }
+    }
+    expect(checked).toBe(5);
+  });
+});
