@@ -116,6 +116,14 @@ export class RolloutEngine {
   private readonly onStop = new Set<() => void>();
   private stopped = false;
   /**
+   * Rollouts driving a batch wider than WIDE_BATCH now. Their node events are stored and
+   * streamed one by one as always, but logged as a digest: one line per rollout and kind
+   * per second, with the count and the first nodes, instead of 5,000 alike lines.
+   */
+  private readonly wide = new Set<string>();
+  private readonly digests = new Map<string, { rollout: string; kind: EventKind; count: number; nodes: string[]; message: string; check: string }>();
+  private digestTimer: NodeJS.Timeout | undefined;
+  /**
    * Gates waiting per node. One listener per session event for the whole engine, routed by
    * node: with thousands of nodes in one batch, a listener per gate would run every gate
    * for every health report (N x N calls per health round).
@@ -270,6 +278,7 @@ export class RolloutEngine {
       this.onStop.clear();
     }
     await Promise.all([...this.running.values()]);
+    this.flushDigests();
   }
 
   private launch(r: RolloutRecord, rev?: RevisionRecord): void {
@@ -327,6 +336,7 @@ export class RolloutEngine {
       const wide = batch.length > WIDE_BATCH;
       let onSent: (() => void) | undefined;
       if (wide) {
+        this.wide.add(r.id);
         this.background(this.event(r, 'batch-apply', '', `sending revision ${rev.revision} to ${batch.length} nodes (${batch[0]!.node} ... ${batch.at(-1)!.node}); wider than ${WIDE_BATCH} nodes, so no node-apply event per node`));
         const since = Date.now();
         let sent = 0;
@@ -340,7 +350,10 @@ export class RolloutEngine {
         p.catch(() => undefined); // handled by Promise.all below; not "unhandled" while later chunks start
         started.push(p);
       }
-      const outcomes = await Promise.all(started);
+      const outcomes = await Promise.all(started).finally(() => {
+        this.wide.delete(r.id);
+        this.flushDigests(r.id);
+      });
       const failed = outcomes.find((o) => !o.out.ok);
       if (failed) {
         r.state = 'failed';
@@ -540,10 +553,45 @@ export class RolloutEngine {
   private async event(r: RolloutRecord, kind: EventKind, node: string, message: string, check = '', observed = ''): Promise<void> {
     if (this.stopped) throw new EngineStoppedError(`engine stopped: event ${kind} of ${r.id} not written`);
     const e = await this.deps.store.appendEvent({ rolloutId: r.id, atMs: Date.now(), node, kind, message, check, observed, revision: r.revision });
-    this.deps.log.info({ rollout: r.id, node, kind, check }, message);
+    if (node && kind.startsWith('node-') && this.wide.has(r.id)) {
+      this.digest(r.id, kind, node, message, check);
+    } else {
+      this.flushDigests(r.id); // the nodes' lines come before the rollout's next one
+      this.deps.log.info({ rollout: r.id, node, kind, check }, message);
+    }
     this.live.emit(r.id, e, r);
   }
+
+  private digest(rollout: string, kind: EventKind, node: string, message: string, check: string): void {
+    const key = `${rollout}\0${kind}`;
+    let d = this.digests.get(key);
+    if (!d) this.digests.set(key, (d = { rollout, kind, count: 0, nodes: [], message, check }));
+    d.count++;
+    if (d.nodes.length < DIGEST_NODES) d.nodes.push(node);
+    this.digestTimer ??= setTimeout(() => {
+      this.digestTimer = undefined;
+      this.flushDigests();
+    }, 1000);
+  }
+
+  /** Logs the digested node events (of one rollout, or all). */
+  private flushDigests(rollout?: string): void {
+    for (const [key, d] of this.digests) {
+      if (rollout !== undefined && d.rollout !== rollout) continue;
+      this.digests.delete(key);
+      const more = d.count > d.nodes.length ? `, and ${d.count - d.nodes.length} more` : '';
+      this.deps.log.info({ rollout: d.rollout, kind: d.kind, nodes: d.count, first: d.nodes, check: d.check },
+        `${d.kind} on ${d.count} node${d.count === 1 ? '' : 's'} (${d.nodes.join(', ')}${more}); the first said: ${d.message}`);
+    }
+    if (!this.digests.size && this.digestTimer) {
+      clearTimeout(this.digestTimer);
+      this.digestTimer = undefined;
+    }
+  }
 }
+
+/** Nodes named in a digest line of wide-batch node events. */
+const DIGEST_NODES = 10;
 
 /**
  * Minimum spacing of two writes of one rollout record, by its width: none below 100 nodes,

@@ -65,8 +65,10 @@ describe('rollout engine, one wide batch', () => {
         agents.emit('health', node, { modules: [m] });
       }, Math.random() * 300);
     };
+    const lines: { kind?: string; node?: string; nodes?: number; first?: string[]; msg: string }[] = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => { lines.push(JSON.parse(l)); } });
     const engine = new RolloutEngine({
-      store, sessions: agents as never, resolver, log: pino({ level: 'silent' }), deliver,
+      store, sessions: agents as never, resolver, log, deliver,
       inputs: () => ({ inventory, versions, settings: {} }),
     });
     const t0 = Date.now();
@@ -94,6 +96,17 @@ describe('rollout engine, one wide batch', () => {
     expect(events.find((e) => e.kind === 'batch-apply')!.message).toContain(`to ${n} nodes (lb-0 ... lb-${n - 1})`);
     expect(count('node-apply')).toBe(0);
     expect(count('node-healthy')).toBe(n);
+    // In the log, the nodes' events are digests (one line per kind per second, naming the
+    // first 10 nodes and the count), and come before the rollout's last line.
+    const healthy = lines.filter((l) => l.kind === 'node-healthy');
+    expect(healthy.length).toBeGreaterThan(0);
+    expect(healthy.length).toBeLessThanOrEqual(Math.ceil(elapsed / 1000) + 1);
+    expect(healthy.reduce((a, l) => a + l.nodes!, 0)).toBe(n);
+    expect(healthy[0]!.first!.length).toBe(Math.min(10, healthy[0]!.nodes!));
+    expect(healthy[0]!.msg).toMatch(/^node-healthy on \d+ nodes \(lb-\d+, .*, and \d+ more\); the first said: healthy for 0 ms/);
+    expect(lines.filter((l) => l.node?.startsWith('lb-'))).toEqual([]);
+    const last = lines.findIndex((l) => l.kind === 'rollout-succeeded');
+    expect(last).toBe(lines.length - 1);
     await engine.stop();
     await store.close();
   });
