@@ -23,6 +23,7 @@ export class DelegatingStore implements Store {
   async putRevision(r: RevisionRecord): Promise<void> { return this.current().putRevision(r); }
   async getRevision(module: string, revision: number): Promise<RevisionRecord | undefined> { return this.current().getRevision(module, revision); }
   async latestRevision(module: string): Promise<RevisionRecord | undefined> { return this.current().latestRevision(module); }
+  async latestRevisionNumber(module: string): Promise<number | undefined> { return this.current().latestRevisionNumber(module); }
   async listRevisions(module: string): Promise<RevisionRecord[]> { return this.current().listRevisions(module); }
   async markRevisionHealthy(module: string, revision: number, atMs: number): Promise<void> { return this.current().markRevisionHealthy(module, revision, atMs); }
   async putRollout(r: RolloutRecord): Promise<void> { return this.current().putRollout(r); }

@@ -362,6 +362,10 @@ export class EtcdStore implements Store {
     const { kvs } = await this.conn.list(Buffer.concat([this.k('revisions', module), Buffer.from('/')]), { sort_order: 'Descend', sort_target: 'Key', limit: 1 });
     return kvs[0] ? decodeRevision(kvs[0].value, this.where(kvs[0])) : undefined;
   }
+  async latestRevisionNumber(module: string): Promise<number | undefined> {
+    const { kvs } = await this.conn.list(Buffer.concat([this.k('revisions', module), Buffer.from('/')]), { sort_order: 'Descend', sort_target: 'Key', limit: 1, keys_only: true });
+    return kvs[0] ? Number(Buffer.from(kvs[0].key).toString('utf8').split('/').at(-1)) : undefined;
+  }
   async listRevisions(module: string): Promise<RevisionRecord[]> {
     const { kvs } = await this.conn.list(Buffer.concat([this.k('revisions', module), Buffer.from('/')]));
     return kvs.map((kv) => decodeRevision(kv.value, this.where(kv))).sort((a, b) => a.revision - b.revision);

@@ -161,6 +161,10 @@ export class SqliteStore implements Store {
   async latestRevision(module: string): Promise<RevisionRecord | undefined> {
     return this.parseRevision(this.stmt('SELECT module, revision, doc FROM revisions WHERE module = ? ORDER BY revision DESC LIMIT 1').get(module));
   }
+  async latestRevisionNumber(module: string): Promise<number | undefined> {
+    const row = this.stmt('SELECT MAX(revision) AS revision FROM revisions WHERE module = ?').get(module) as { revision: number | null };
+    return row.revision ?? undefined;
+  }
   async listRevisions(module: string): Promise<RevisionRecord[]> {
     return this.stmt('SELECT module, revision, doc FROM revisions WHERE module = ? ORDER BY revision').all(module).map((row) => this.parseRevision(row)!);
   }

@@ -32,6 +32,8 @@ export interface Store {
   putRevision(r: RevisionRecord): Promise<void>;
   getRevision(module: string, revision: number): Promise<RevisionRecord | undefined>;
   latestRevision(module: string): Promise<RevisionRecord | undefined>;
+  /** The number of the module's latest revision, without reading the revision itself (megabytes at thousands of nodes). */
+  latestRevisionNumber(module: string): Promise<number | undefined>;
   listRevisions(module: string): Promise<RevisionRecord[]>;
   markRevisionHealthy(module: string, revision: number, atMs: number): Promise<void>;
 

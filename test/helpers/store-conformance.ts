@@ -94,6 +94,9 @@ export function storeConformance(backend: string, makeBacking: () => Promise<Bac
       expect((await store.listRevisions('redis')).map((r) => r.revision)).toEqual([1, 2, 10]);
       expect((await store.latestRevision('redis'))!.revision).toBe(10);
       expect(await store.latestRevision('postgres')).toBeUndefined();
+      // The number alone, by number and not by text order (revision 10 after 2 and 9).
+      expect(await store.latestRevisionNumber('redis')).toBe(10);
+      expect(await store.latestRevisionNumber('postgres')).toBeUndefined();
       const ten = (await store.getRevision('redis', 10))!;
       expect(Buffer.isBuffer(ten.states['redis-01']!.files[0]!.content)).toBe(true);
       expect(ten.states['redis-01']!.files[0]!.content).toEqual(Buffer.from('binary\u0000\u00ff'));

@@ -119,3 +119,62 @@ describe('rollout engine, one wide batch', () => {
     expect(saveSpacingMs(50_000)).toBe(250);
   });
 });
+
+/** The store, counting whole reads of the latest revision. */
+class ReadCountingStore extends SqliteStore {
+  latestReads = 0;
+  override async latestRevision(module: string) {
+    this.latestReads++;
+    return super.latestRevision(module);
+  }
+}
+
+describe('rollout engine, the latest revision', () => {
+  it('is read whole only when another writer stored it: the spec hashes of its own last revision are kept', async () => {
+    const rows = [row('redis-01', '127.0.1.1', 'redis', 'master'), row('redis-02', '127.0.1.2', 'redis', 'replica'), row('redis-03', '127.0.1.3', 'redis', 'replica')];
+    for (let i = 0; i < 3; i++) rows.push(row(`lb-${i}`, `127.0.2.${i + 1}`, 'lb', 'internal-haproxy'));
+    const inventory = parseInventory(`${[HEADER, ...rows].join('\n')}\n`, 'servers.tsv');
+    const versions = parseVersions('redis_image: "127.0.0.1:5000/kb/redis:7.0-kb1"\nhaproxy_image: "127.0.0.1:5000/kb/haproxy:2.6-kb1"\n', 'versions.yaml');
+    const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-engine-')), 'kb.db');
+    const store = new ReadCountingStore(file);
+    const agents = new Agents();
+    for (let i = 0; i < 3; i++) agents.views.set(`lb-${i}`, { node: `lb-${i}`, agentVersion: 't', connectedMs: 0, lastSeenMs: 0, facts: null, health: new Map(), containers: [] });
+    const deliver = (node: string, msg: CoordinatorMessage) => {
+      const st = msg.desired!;
+      setImmediate(() => {
+        const m: ModuleHealth = { module: 'haproxy', revision: st.revision, specHash: st.specHash, healthy: true, converged: true, checks: [] };
+        agents.views.get(node)!.health.set('haproxy', m);
+        agents.emit('health', node, { modules: [m] });
+      });
+    };
+    let maxconn = 4096;
+    const engine = new RolloutEngine({
+      store, sessions: agents as never, resolver, log: pino({ level: 'silent' }), deliver,
+      inputs: () => ({ inventory, versions, settings: { haproxy: { file: 'modules.yaml', values: { maxconn }, nodes: {} } } }),
+    });
+    const roll = async () => {
+      const r = await engine.start('haproxy', { maxParallel: 3, minHealthyTimeMs: 0, healthyDeadlineMs: 10_000 });
+      await engine.wait(r.id);
+      return (await store.getRollout(r.id))!;
+    };
+    const first = await roll();
+    expect([first.revision, first.fromRevision, first.state]).toEqual([1, 0, 'succeeded']);
+    maxconn = 5000;
+    const second = await roll();
+    expect([second.revision, second.fromRevision, second.state]).toEqual([2, 1, 'succeeded']);
+    expect(store.latestReads).toBe(0);
+    // Same inputs again: no new revision, nothing to do (every node healthy at revision 2).
+    const noop = await roll();
+    expect([noop.revision, noop.state, noop.nodes.length]).toEqual([2, 'succeeded', 0]);
+    expect(store.latestReads).toBe(0);
+    // Another writer (a new leader) stored revision 3: the engine reads it whole, once.
+    const three = (await store.getRevision('haproxy', 2))!;
+    await store.putRevision({ ...three, revision: 3, createdMs: Date.now(), states: Object.fromEntries(Object.entries(three.states).map(([n, st]) => [n, { ...st, revision: 3, specHash: `other-${n}` }])) });
+    maxconn = 6000;
+    const fourth = await roll();
+    expect([fourth.revision, fourth.fromRevision, fourth.state]).toEqual([4, 3, 'succeeded']);
+    expect(store.latestReads).toBe(1);
+    await engine.stop();
+    await store.close();
+  });
+});
