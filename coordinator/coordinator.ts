@@ -27,6 +27,7 @@ import { Authenticator } from './server/auth.js';
 import { secretsHandlers } from './server/secrets-service.js';
 import { controlHandlers } from './server/control-service.js';
 import { SessionRegistry } from './sessions.js';
+import { planAtStart } from './plan-at-start.js';
 import { parseEtcdUrl, type EtcdTarget, type EtcdTls } from './store/etcd.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/types.js';
@@ -370,6 +371,18 @@ export class Coordinator {
       store: c.store.kind, replicaName: c.name,
     }, 'coordinator serving');
     if (c.plaintext) this.log.warn('plaintext mode: no TLS, no identities, no enrollment (development on loopback only)');
+    // Every module planned once from the current inputs (errors to the log now, code compiled
+    // before the first rollout); after this turn, so serving starts first.
+    setImmediate(() => {
+      let inputs;
+      try {
+        inputs = this.inputs.current();
+      } catch (err) {
+        this.log.warn({ err: errorMessage(err) }, 'inputs do not load: rollouts are refused until they are fixed');
+        return;
+      }
+      void planAtStart(inputs, this.log).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'planning at start failed'));
+    });
     // Resumes running rollouts (then rotations) now, or, on etcd, whenever this replica becomes the leader.
     await this.runtime.start();
     if (c.store.kind === 'etcd') {

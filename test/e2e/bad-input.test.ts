@@ -38,6 +38,20 @@ describe('bad input is refused with a clear error and nothing is applied', () =>
     expect(p.log()).toContain(`${bad}:5: expected 12 columns, found 4`);
   });
 
+  it('a module that cannot be planned from its settings is named with the file when the coordinator starts', async () => {
+    const settings = path.join(cluster.dir, 'bad-modules.yaml');
+    writeFileSync(settings, 'redis:\n  port: seventy\n');
+    const p = new Proc('unplannable-coordinator', process.execPath, [dist('kb-coordinator.cjs'), 'run', '--inventory', cluster.inventoryFile, '--versions', versions, '--settings', settings, '--data-dir', path.join(cluster.dir, 'unplannable'), '--listen', '127.0.0.1:0', '--plaintext'], path.join(cluster.dir, 'unplannable-coordinator.log'));
+    try {
+      const line = await waitFor('the start-up plan in the log', () => p.log().split('\n').find((l) => l.includes('inputs planned at start')), 20_000);
+      expect(line).toContain('inputs planned at start: none');
+      expect(p.log()).toContain('module redis cannot be planned from the current inputs; a rollout of it will be refused until they are fixed');
+      expect(p.log()).toContain(settings);
+    } finally {
+      await p.kill();
+    }
+  });
+
   it('malformed servers.tsv edited under a running coordinator: plan and rollout refuse, naming file:line', async () => {
     writeFileSync(cluster.inventoryFile, goodInventory.replace(REDIS_NODES[2]!.ip, '127.0.1.999'));
     try {
