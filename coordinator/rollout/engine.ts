@@ -7,6 +7,7 @@ import type { ApplyResult, CoordinatorMessage, ModuleHealth, ModuleState, Progre
 import type { ImageResolver } from '../images/resolve.js';
 import { getModule } from '../modules/index.js';
 import type { PlanInputs, SecretVersions } from '../modules/types.js';
+import { collectNow } from '../memory.js';
 import { computeDesired } from '../planner.js';
 import type { SessionDirectory } from '../sessions.js';
 import { FencedWriteError, StoreUnavailableError } from '../store/errors.js';
@@ -361,8 +362,14 @@ export class RolloutEngine {
         started.push(p);
       }
       const outcomes = await Promise.all(started).finally(() => {
+        if (!wide) return;
         this.wide.delete(r.id);
         this.flushDigests(r.id);
+        // The batch's peak is garbage now: release the heap pages it took (coordinator/memory.ts).
+        setImmediate(() => {
+          const c = collectNow();
+          if (c) this.deps.log.info({ rollout: r.id, ...c }, `memory collected after a batch of ${batch.length} nodes: heap ${c.heapTotalMb[0]} -> ${c.heapTotalMb[1]} MB, RSS ${c.rssMb[0]} -> ${c.rssMb[1]} MB, ${c.ms} ms`);
+        });
       });
       const failed = outcomes.find((o) => !o.out.ok);
       if (failed) {

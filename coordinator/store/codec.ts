@@ -33,7 +33,7 @@ export const REVISION_GZIP_MIN_BYTES = 256 * 1024;
 export function encodeRevision(r: RevisionRecord): string | Buffer {
   // Each state from the canonical text kept when its spec hash was computed (a planned
   // revision: 5,000 states are not stringified a second time), else encoded as any record.
-  const states = Object.entries(r.states).map(([node, st]) => `${JSON.stringify(node)}:${stateJson(st) ?? encodeRecord(st)}`);
+  const states = Object.entries(r.states).map(([node, st]) => `${JSON.stringify(node)}:${stateJson(st, true) ?? encodeRecord(st)}`);
   const head = encodeRecord({ ...r, states: undefined });
   const text = `${head.slice(0, -1)},"states":{${states.join(',')}}}`;
   // Level 1: 16 MB in ~25 ms; higher levels gain a few percent of size for twice the time.

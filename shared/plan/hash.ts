@@ -51,8 +51,17 @@ function canon(value: unknown): string | undefined {
  * order, come first in numeric order. Hashes made before kept that order.
  */
 function sortedKeys(value: object): string[] {
-  const keys = Object.keys(value).sort();
-  if (!keys.some(isArrayIndex)) return keys;
+  const keys = Object.keys(value);
+  // Most objects have few keys, often already in order, and no integer-like key.
+  let sorted = true;
+  let indexes = false;
+  for (let i = 0; i < keys.length; i++) {
+    const c = keys[i]!.charCodeAt(0);
+    if (c >= 48 && c <= 57) indexes = true;
+    if (i > 0 && keys[i - 1]! > keys[i]!) sorted = false;
+  }
+  if (!sorted) keys.sort();
+  if (!indexes || !keys.some(isArrayIndex)) return keys;
   return [...keys.filter(isArrayIndex).sort((a, b) => Number(a) - Number(b)), ...keys.filter((k) => !isArrayIndex(k))];
 }
 
@@ -139,9 +148,12 @@ export function withRevision(state: ModuleState, revision: number): ModuleState 
 /**
  * JSON of a whole state (record encoding: Buffers as {"$b64"}) from the text withSpecHash
  * kept, or undefined when there is none (a state read back from the store, or copied).
+ * `forget` drops the text (its only use is storing the revision once).
  */
-export function stateJson(state: ModuleState): string | undefined {
+export function stateJson(state: ModuleState, forget = false): string | undefined {
   const text = STATE_TEXT.get(state);
   if (text === undefined) return undefined;
+  // Once stored, a revision's states live on for the whole rollout: their text need not.
+  if (forget) STATE_TEXT.delete(state);
   return `{"revision":${JSON.stringify(state.revision)},"specHash":${JSON.stringify(state.specHash)}${text === '{}' ? '}' : `,${text.slice(1)}`}`;
 }
