@@ -2,7 +2,6 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { KbError, errorMessage } from '../../shared/errors/index.js';
-import { withRevision } from '../../shared/plan/hash.js';
 import type { ApplyResult, CoordinatorMessage, ModuleHealth, ModuleState, ProgressEvent } from '../../proto/types.js';
 import type { ImageResolver } from '../images/resolve.js';
 import { getModule } from '../modules/index.js';
@@ -665,5 +664,5 @@ function sameStates(a: Record<string, ModuleState>, b: Record<string, ModuleStat
 }
 
 function stamp(states: Record<string, ModuleState>, revision: number): Record<string, ModuleState> {
-  return Object.fromEntries(Object.entries(states).map(([n, s]) => [n, withRevision(s, revision)]));
+  return Object.fromEntries(Object.entries(states).map(([n, s]) => [n, { ...s, revision }]));
 }

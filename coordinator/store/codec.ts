@@ -1,6 +1,5 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { KbError, errorMessage } from '../../shared/errors/index.js';
-import { stateJson } from '../../shared/plan/hash.js';
 import type { RevisionRecord } from './types.js';
 
 /**
@@ -31,11 +30,7 @@ export const REVISION_GZIP_MIN_BYTES = 256 * 1024;
 
 /** Encodes a revision: JSON text, or gzip-compressed JSON bytes when large (see REVISION_GZIP_MIN_BYTES). */
 export function encodeRevision(r: RevisionRecord): string | Buffer {
-  // Each state from the canonical text kept when its spec hash was computed (a planned
-  // revision: 5,000 states are not stringified a second time), else encoded as any record.
-  const states = Object.entries(r.states).map(([node, st]) => `${JSON.stringify(node)}:${stateJson(st, true) ?? encodeRecord(st)}`);
-  const head = encodeRecord({ ...r, states: undefined });
-  const text = `${head.slice(0, -1)},"states":{${states.join(',')}}}`;
+  const text = encodeRecord(r);
   // Level 1: 16 MB in ~25 ms; higher levels gain a few percent of size for twice the time.
   return text.length >= REVISION_GZIP_MIN_BYTES ? gzipSync(text, { level: 1 }) : text;
 }

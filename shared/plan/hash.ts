@@ -103,57 +103,7 @@ export function moduleSpecHash(s: {
   }));
 }
 
-/**
- * Canonical JSON of each state made by withSpecHash, without its `revision` and `specHash`
- * (every other field, keys sorted). A revision of thousands of states is stored from these
- * texts (stateJson) instead of stringifying every state again. Kept by object: a copy made
- * with anything but withRevision has none.
- */
-const STATE_TEXT = new WeakMap<ModuleState, string>();
-
-/** Keys of the spec hash's input that are always there (see moduleSpecHash). */
-const HASHED = new Set(['module', 'containers', 'files', 'healthChecks']);
-
-/**
- * Returns a copy of `state` with `specHash` set from its content (moduleSpecHash). Each field
- * is written as canonical JSON once: the hash input is put together from those texts, and so
- * is the state's own text (STATE_TEXT).
- */
+/** Returns a copy of `state` with `specHash` set from its content. */
 export function withSpecHash(state: Omit<ModuleState, 'specHash'> & { specHash?: string }): ModuleState {
-  const pieces = new Map<string, string>();
-  for (const key of Object.keys(state).sort()) {
-    if (key === 'revision' || key === 'specHash') continue;
-    const text = canon((state as Record<string, unknown>)[key]);
-    if (text !== undefined) pieces.set(key, text);
-  }
-  // The same object moduleSpecHash hashes, key by key.
-  const hashed = [...pieces.keys()].filter((k) => HASHED.has(k)
-    || (k === 'redisFollower' && state.redisFollower)
-    || (k === 'secrets' && state.secrets?.length)
-    || (k === 'secretFiles' && state.secretFiles?.length));
-  const join = (keys: string[]) => `{${keys.map((k) => `${JSON.stringify(k)}:${pieces.get(k)!}`).join(',')}}`;
-  const out: ModuleState = { ...state, specHash: sha256Hex(join(hashed)) };
-  STATE_TEXT.set(out, join([...pieces.keys()]));
-  return out;
-}
-
-/** A copy of `state` at `revision`, keeping its canonical text (withSpecHash). */
-export function withRevision(state: ModuleState, revision: number): ModuleState {
-  const out = { ...state, revision };
-  const text = STATE_TEXT.get(state);
-  if (text !== undefined) STATE_TEXT.set(out, text);
-  return out;
-}
-
-/**
- * JSON of a whole state (record encoding: Buffers as {"$b64"}) from the text withSpecHash
- * kept, or undefined when there is none (a state read back from the store, or copied).
- * `forget` drops the text (its only use is storing the revision once).
- */
-export function stateJson(state: ModuleState, forget = false): string | undefined {
-  const text = STATE_TEXT.get(state);
-  if (text === undefined) return undefined;
-  // Once stored, a revision's states live on for the whole rollout: their text need not.
-  if (forget) STATE_TEXT.delete(state);
-  return `{"revision":${JSON.stringify(state.revision)},"specHash":${JSON.stringify(state.specHash)}${text === '{}' ? '}' : `,${text.slice(1)}`}`;
+  return { ...state, specHash: moduleSpecHash(state) };
 }
