@@ -107,6 +107,10 @@ describe('rollout engine, one wide batch', () => {
     expect(lines.filter((l) => l.node?.startsWith('lb-'))).toEqual([]);
     const last = lines.findIndex((l) => l.kind === 'rollout-succeeded');
     expect(last).toBe(lines.length - 1);
+    // Once the wide batch is over, one full collection (ADR 0021), logged with the heap before and after.
+    const collected = lines.filter((l) => l.msg.startsWith('memory collected after a batch of 400 nodes: heap '));
+    expect(collected).toHaveLength(1);
+    expect((collected[0] as unknown as { heapTotalMb: number[] }).heapTotalMb).toHaveLength(2);
     await engine.stop();
     await store.close();
   });
@@ -148,8 +152,9 @@ describe('rollout engine, the latest revision', () => {
       });
     };
     let maxconn = 4096;
+    const logged: string[] = [];
     const engine = new RolloutEngine({
-      store, sessions: agents as never, resolver, log: pino({ level: 'silent' }), deliver,
+      store, sessions: agents as never, resolver, log: pino({ level: 'info' }, { write: (l: string) => { logged.push(l); } }), deliver,
       inputs: () => ({ inventory, versions, settings: { haproxy: { file: 'modules.yaml', values: { maxconn }, nodes: {} } } }),
     });
     const roll = async () => {
@@ -174,6 +179,9 @@ describe('rollout engine, the latest revision', () => {
     const fourth = await roll();
     expect([fourth.revision, fourth.fromRevision, fourth.state]).toEqual([4, 3, 'succeeded']);
     expect(store.latestReads).toBe(1);
+    // Batches of 3 nodes: no forced collection, and node events logged one by one.
+    expect(logged.filter((l) => l.includes('memory collected'))).toEqual([]);
+    expect(logged.filter((l) => l.includes('"kind":"node-healthy"') && l.includes('"node":"lb-0"'))).toHaveLength(3); // rollouts 1, 2 and 4 (the no-op drove none)
     await engine.stop();
     await store.close();
   });
