@@ -248,10 +248,12 @@ describe('Redis HA: Sentinel, HAProxy and the master follower', () => {
       await waitFor(`${replica.name} unhealthy`, async () => (await check(cluster, replica.name, 'redis', 'sentinels-agree'))?.ok === false, 15_000, 100);
       const r = await cluster.kbctl(['drill', 'redis-failover']);
       expect(r.code).toBe(1);
-      // The refusal names the first unhealthy node: the one whose Sentinel is paused, or
-      // another whose sentinels-agree check is waiting on that Sentinel (whichever reports first).
+      // The refusal names the first unhealthy node and check: the node whose Sentinel is
+      // paused (its container check, or its redis-replication check, which asks that local
+      // Sentinel and gets no answer), or another node whose sentinels-agree check is waiting
+      // on that Sentinel (whichever reports first).
       const nodes = REDIS_NODES.map((n) => n.name).join('|');
-      expect(r.stderr).toMatch(new RegExp(`the redis module is not healthy, refusing to break it further: (${nodes}): check (container redis-sentinel running: paused|sentinels-agree)`));
+      expect(r.stderr).toMatch(new RegExp(`the redis module is not healthy, refusing to break it further: (${nodes}): check (container redis-sentinel running: paused|sentinels-agree|redis-replication)`));
       const redisContainer = (await cluster.container(nodeOf(master), 'redis'))!;
       expect(redisContainer.State.Running).toBe(true);
       expect(await majorityMaster(REDIS_NODES)).toBe(master);
@@ -262,6 +264,8 @@ describe('Redis HA: Sentinel, HAProxy and the master follower', () => {
   });
 
   it('`kbctl drill redis-failover -o json` reports all four measures with plausible values and ends healthy', async () => {
+    // Starts from a healthy module even when the test before it failed half-way.
+    await expectHealthy('healthy before the drill');
     const before = (await majorityMaster(REDIS_NODES))!;
     const r = await cluster.kbctl(['-o', 'json', 'drill', 'redis-failover']);
     if (r.code !== 0) console.log(r.stdout, r.stderr, cluster.dumpLogs(30));
