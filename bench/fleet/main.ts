@@ -66,7 +66,7 @@ type FromWorker =
   | { ev: 'connected'; count: number; failed: string[]; lastMs: number }
   | { ev: 'disconnected' }
   | { ev: 'acks-reset' }
-  | { ev: 'stats'; acks: number[]; received: number; results: number; health: number; heartbeats: number; sample?: ModuleState; open: number; drops: number; lastError: string };
+  | { ev: 'stats'; acks: number[]; received: number; results: number; health: number; heartbeats: number; sample?: ModuleState; sampleBytes: number; open: number; drops: number; lastError: string };
 
 // ---------------------------------------------------------------- worker role
 
@@ -110,12 +110,13 @@ async function workerRole(): Promise<void> {
         for (const s of sessions) s.ackAtMs = 0;
         send({ ev: 'acks-reset' });
       } else if (m.cmd === 'stats') {
+        const sample = sessions.find((s) => s.held)?.held;
         const sum = (f: (s: SimSession) => number) => sessions.reduce((a, s) => a + f(s), 0);
         send({
           ev: 'stats',
           acks: sessions.map((s) => s.ackAtMs).filter((x) => x > 0),
           received: sum((s) => s.desiredCount), results: sum((s) => s.resultCount), health: sum((s) => s.healthCount), heartbeats: sum((s) => s.heartbeatCount),
-          sample: sessions.find((s) => s.held)?.held, open: sessions.filter((s) => s.isOpen).length,
+          sample, sampleBytes: sample ? stateBytes(sample) : 0, open: sessions.filter((s) => s.isOpen).length,
           drops: sum((s) => s.drops), lastError: sessions.find((s) => s.lastError)?.lastError ?? '',
         });
       }
@@ -154,6 +155,11 @@ function warmCodecs(): void {
     session.requestSerialize({ ack: { module: got.module, revision: got.revision, specHash: got.specHash } } satisfies AgentMessage);
     session.requestSerialize({ result: { module: got.module, revision: got.revision, specHash: got.specHash, ok: false, error: NO_ENGINE, changed: false, actions: [] } } satisfies AgentMessage);
   }
+}
+
+/** Size of `state` encoded as the coordinator sends it (a CoordinatorMessage with `desired`). */
+function stateBytes(state: ModuleState): number {
+  return kbV1().AgentService.service.Session!.responseSerialize({ desired: state } satisfies CoordinatorMessage).length;
 }
 
 async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
@@ -315,7 +321,7 @@ class SimSession {
 
 // ---------------------------------------------------------------- floor role
 
-type ToFloor = { cmd: 'fanout'; state: ModuleState } | { cmd: 'count' };
+type ToFloor = { cmd: 'fanout'; state: ModuleState } | { cmd: 'size'; state: ModuleState } | { cmd: 'count' };
 
 function floorRole(): void {
   const [certFile, keyFile, caFile, host] = process.argv.slice(4);
@@ -347,6 +353,7 @@ function floorRole(): void {
   });
   process.on('message', (m: ToFloor) => {
     if (m.cmd === 'fanout') for (const s of streams) s.write({ desired: m.state });
+    else if (m.cmd === 'size') process.send!({ ev: 'size', bytes: stateBytes(m.state) });
     else process.send!({ ev: 'count', streams: streams.size });
   });
 }
@@ -450,7 +457,10 @@ class Worker {
   constructor(index: number) {
     // KB_FLEET_WORKER_PROF=DIR: V8 CPU profiles of the simulated-agent processes in DIR.
     const prof = process.env.KB_FLEET_WORKER_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.KB_FLEET_WORKER_PROF}`] : [];
-    this.child = spawn(process.execPath, ['--max-old-space-size=4096', ...prof, here, '--role', 'worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // Structured-clone IPC ('advanced'): a state's Buffers (file contents) must reach the
+    // floor as Buffers. Node's default JSON IPC turns them into {type, data}, which protobufjs
+    // encodes as empty bytes: the floor would send a smaller message than kb.
+    this.child = spawn(process.execPath, ['--max-old-space-size=4096', ...prof, here, '--role', 'worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
     this.child.on('message', (m: FromWorker) => this.waiting.shift()?.(m));
     this.child.on('exit', (code) => { if (code) log(`worker ${index} exited with ${code}`); });
   }
@@ -477,7 +487,11 @@ interface Side {
 }
 
 /** One fan-out: a new revision (kb) or the same state again (floor) to every session. */
-interface Round { acks: number[]; p50Ms: number | undefined; p99Ms: number | undefined; cpu: string }
+interface Round {
+  acks: number[]; p50Ms: number | undefined; p99Ms: number | undefined; cpu: string;
+  /** kb: when the rollout record was created (plan computed, revision and rollout stored), from the Rollout call; no node is sent anything before. */
+  plannedMs?: number;
+}
 
 function toRound(acks: number[], cpu: string): Round {
   return { acks, p50Ms: percentile(acks, 50), p99Ms: percentile(acks, 99), cpu };
@@ -501,7 +515,7 @@ async function allStats(workers: Worker[]) {
   const st = await Promise.all(workers.map((w) => w.ask<Extract<FromWorker, { ev: 'stats' }>>({ cmd: 'stats' })));
   return {
     acks: st.flatMap((s) => s.acks), received: st.reduce((a, s) => a + s.received, 0), health: st.reduce((a, s) => a + s.health, 0),
-    open: st.reduce((a, s) => a + s.open, 0), sample: st.find((s) => s.sample)?.sample,
+    open: st.reduce((a, s) => a + s.open, 0), sample: st.find((s) => s.sample)?.sample, sampleBytes: st.find((s) => s.sample)?.sampleBytes ?? 0,
     drops: st.reduce((a, s) => a + s.drops, 0), lastError: st.find((s) => s.lastError)?.lastError ?? '',
   };
 }
@@ -688,13 +702,14 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
         });
         if (st.rollout && st.rollout.revision === round && st.rollout.state !== 'running') {
           rollout = { state: st.rollout.state, endMs: st.rollout.updatedMs - t0, nodes: st.rollout.nodes.length };
+          kbRounds.at(-1)!.plannedMs = st.rollout.createdMs - t0;
           break;
         }
         await sleep(500);
       }
-      log(`N=${n}: kb: round ${round}: rollout ${rollout ? `${rollout.state} after ${rollout.endMs} ms (every simulated node answers "no container engine")` : 'still running after 300 s'}`);
+      log(`N=${n}: kb: round ${round}: rollout ${rollout ? `planned and stored after ${kbRounds.at(-1)!.plannedMs} ms, ${rollout.state} after ${rollout.endMs} ms (every simulated node answers "no container engine")` : 'still running after 300 s'}`);
     }
-    const sample = (await allStats(workers)).sample;
+    const { sample, sampleBytes } = await allStats(workers);
     await sleep(args.healthMs + 1000); // a full health round after the rollout's writes
     const kbIngest = await measureIngest(workers, pid, args.ingestS);
     const kbUse = procUsage(pid);
@@ -716,12 +731,17 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     // The floor runs with the V8 settings the coordinator ran with (its listening line names
     // them; coordinator/v8-flags.ts), so the two differ by what kb does, not by runtime tuning.
     floor = spawn(process.execPath, [...coordV8, here, '--role', 'floor', path.join(pki, 'server.crt'), path.join(pki, 'server.key'), path.join(pki, 'ca.crt'), HOST],
-      { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, FLEET_HEALTH_MS: String(args.healthMs), FLEET_HEARTBEAT_MS: '5000' } });
+      { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', env: { ...process.env, FLEET_HEALTH_MS: String(args.healthMs), FLEET_HEARTBEAT_MS: '5000' } });
     const floorPort = await new Promise<number>((resolve) => floor!.once('message', (m: { port: number }) => resolve(m.port)));
     log(`N=${n}: floor: connecting ${n} sessions`);
     const flConn = await connectAll(workers, `${HOST}:${floorPort}`, cfg.ca, floor.pid!, HOST, floorPort);
     log(`N=${n}: floor: ${flConn.connected}/${n} connected in ${flConn.connectMs} ms; ${flConn.tcp} established TCP connections; RSS ${(procUsage(floor.pid!).rssBytes / 2 ** 20).toFixed(0)} MB`);
     if (!sample) throw new Error('no desired state reached any simulated agent from kb: nothing to send from the floor');
+    // The floor must send the very message kb sent, byte for byte in size.
+    floor.send({ cmd: 'size', state: sample });
+    const floorBytes = await new Promise<number>((resolve) => floor!.once('message', (m: { bytes: number }) => resolve(m.bytes)));
+    if (floorBytes !== sampleBytes) throw new Error(`the floor would send ${floorBytes} bytes per state, kb sent ${sampleBytes}: the sample state did not reach the floor intact`);
+    log(`N=${n}: floor: sends kb's ${sampleBytes}-byte state`);
     const flRounds: Round[] = [];
     for (let k = 1; k <= args.rounds; k++) {
       if (k > 1) {
@@ -786,7 +806,7 @@ function summarize(results: SizeResult[]): string {
     lines.push(`- ingest <= 25 % of one core: ${at.kb.ingest.cpuPercent.toFixed(1)} %: ${t(at.kb.ingest.cpuPercent <= 25)}`);
     lines.push(`- coordinator RSS <= 1.25x the floor's: ${Math.round(at.kb.rssMb)} MB / ${Math.round(at.floor.rssMb)} MB = ${ratio(at.kb.rssMb, at.floor.rssMb)}: ${t(at.kb.rssMb <= 1.25 * at.floor.rssMb)}`);
     for (const r of results) {
-      const each = (s: Side) => s.rounds.map((x, i) => `round ${i + 1}: p50 ${fmtMs(x.p50Ms)}, p99 ${fmtMs(x.p99Ms)}`).join('; ');
+      const each = (s: Side) => s.rounds.map((x, i) => `round ${i + 1}: ${x.plannedMs !== undefined ? `planned and stored after ${fmtMs(x.plannedMs)}, ` : ''}p50 ${fmtMs(x.p50Ms)}, p99 ${fmtMs(x.p99Ms)}`).join('; ');
       lines.push(`- (N=${r.nodes}) fan-out rounds (the table pools their acknowledgements), kb: ${each(r.kb)}${r.floor !== r.kb ? `; floor: ${each(r.floor)}` : ''}`);
       r.kb.rounds.forEach((x, i) => lines.push(`- (N=${r.nodes}) fan-out round ${i + 1}, kb: ${x.cpu}${r.floor !== r.kb && r.floor.rounds[i] ? `; floor: ${r.floor.rounds[i]!.cpu}` : ''}`));
       if (r.kb.rollout) lines.push(`- (N=${r.nodes}) the kb rollout itself ended \`${r.kb.rollout.state}\` ${fmtMs(r.kb.rollout.endMs)} after it was asked for: every simulated node answers that it has no container engine; enrollment of ${r.nodes} nodes took ${fmtMs(r.enrollMs)}`);
