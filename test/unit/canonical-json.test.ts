@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { ImageResolver } from '../../coordinator/images/resolve.js';
 import { getModule } from '../../coordinator/modules/index.js';
@@ -82,6 +83,16 @@ describe('canonicalJson', () => {
       const big = encodeRevision(many);
       expect(Buffer.isBuffer(big)).toBe(true);
       expect(decodeRevision(big, 'test')).toEqual(many);
+    }
+  });
+});
+
+describe('sha256Hex', () => {
+  it('gives the standard SHA-256 digests for strings (UTF-8) and Buffers, as createHash does', () => {
+    expect(sha256Hex('abc')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+    expect(sha256Hex('')).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+    for (const v of ['abc', 'é ü 日本', Buffer.from([0, 255, 1, 128]), Buffer.alloc(0), 'x'.repeat(100_000)]) {
+      expect(sha256Hex(v)).toBe(createHash('sha256').update(v).digest('hex'));
     }
   });
 });
