@@ -7,7 +7,7 @@ import type { PeerCert } from './auth.js';
 import type { Inventory } from '../../shared/inventory/index.js';
 import type { SessionRegistry, AgentSession } from '../sessions.js';
 import { RevisionReader } from '../store/revision-reader.js';
-import type { Store } from '../store/types.js';
+import type { NodeRecord, Store } from '../store/types.js';
 
 export interface AgentServiceDeps {
   store: Store;
@@ -27,10 +27,69 @@ export interface AgentServiceDeps {
   authenticate: (call: grpc.ServerDuplexStream<AgentMessage, CoordinatorMessage>) => Promise<PeerCert | undefined>;
   /** Builds the message carrying a desired state (with its secret values). Default: the state alone. */
   deliver?: (state: ModuleState) => Promise<CoordinatorMessage>;
+  /** How long periodic node-record refreshes wait to be written together (default NODE_REFRESH_BATCH_MS). */
+  nodeRefreshBatchMs?: number;
 }
 
 /** Minimum spacing of node-record writes caused by health reports (facts, last seen). */
 const NODE_PERSIST_INTERVAL_MS = 30_000;
+/** Periodic node-record refreshes wait at most this long, then go to the store together. */
+export const NODE_REFRESH_BATCH_MS = 1000;
+
+/**
+ * Periodic node-record refreshes (last seen, facts), written together. Each session refreshes
+ * its node's record every 30 s at its own phase: at 5,000 agents that was ~170 writes a
+ * second, each its own SQLite commit and fsync. Queued refreshes are written once every
+ * `batchMs`, all in one event-loop turn, so the SQLite store commits them in one transaction
+ * (its group commit); the etcd store sends them as they are.
+ *
+ * A refresh is not waited for by the session (module records, which health gates read, never
+ * queue behind it). A write that must not wait (a hello, containers that changed) first
+ * cancels the node's waiting refresh and waits for one being written, so an older record
+ * never lands after a newer one.
+ */
+export class NodeRefreshes {
+  private readonly waiting = new Map<string, { record: NodeRecord; failed: (err: unknown) => void }>();
+  private readonly writing = new Map<string, Promise<void>>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly store: Store, private readonly batchMs = NODE_REFRESH_BATCH_MS) {}
+
+  /** Queues `record` (replacing the node's waiting one); `failed` is called if its write fails. */
+  queue(record: NodeRecord, failed: (err: unknown) => void): void {
+    this.waiting.set(record.name, { record, failed });
+    if (!this.timer) {
+      this.timer = setTimeout(() => this.flush(), this.batchMs);
+      // A waiting refresh never keeps the process alive (last seen is refreshed again at the next report).
+      this.timer.unref();
+    }
+  }
+
+  /** Drops the node's waiting refresh; resolves once a refresh of it being written has settled. */
+  cancel(node: string): Promise<void> {
+    this.waiting.delete(node);
+    return this.writing.get(node) ?? Promise.resolve();
+  }
+
+  /** Number of refreshes waiting (tests). */
+  get size(): number {
+    return this.waiting.size;
+  }
+
+  /** Writes every waiting refresh now, in this turn. */
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const batch = [...this.waiting.values()];
+    this.waiting.clear();
+    for (const { record, failed } of batch) {
+      const p = this.store.upsertNode(record).catch(failed).finally(() => {
+        if (this.writing.get(record.name) === p) this.writing.delete(record.name);
+      });
+      this.writing.set(record.name, p);
+    }
+  }
+}
 
 /**
  * The agent session handler. Protocol:
@@ -43,9 +102,12 @@ const NODE_PERSIST_INTERVAL_MS = 30_000;
 export function agentSessionHandler(deps: AgentServiceDeps) {
   // Thousands of agents reconnecting at once after a restart may all lack the same revision.
   const revisions = new RevisionReader(deps.store);
+  const refreshes = new NodeRefreshes(deps.store, deps.nodeRefreshBatchMs);
   return (call: grpc.ServerDuplexStream<AgentMessage, CoordinatorMessage>): void => {
     let session: AgentSession | undefined;
     let lastPersist = 0;
+    /** The node's first-seen time, read once at hello. */
+    let firstSeenMs = 0;
     let containersSig = '';
     const persisted = new Map<string, string>();
     /** The newest health report not yet persisted; reports are persisted one at a time, in order. */
@@ -95,7 +157,10 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
       if (!hostnames(inv).has(node)) return fail(grpc.status.PERMISSION_DENIED, `node "${node}" is not in the inventory ${inv.file}`);
       const now = Date.now();
       const existing = await deps.store.getNode(node);
-      await deps.store.upsertNode({ name: node, agentVersion: hello.agentVersion, firstSeenMs: existing?.firstSeenMs ?? now, lastSeenMs: now, facts: existing?.facts ?? null, containers: existing?.containers ?? [] });
+      firstSeenMs = existing?.firstSeenMs ?? now;
+      // A refresh still waiting from an earlier session of this node must not land after this.
+      await refreshes.cancel(node);
+      await deps.store.upsertNode({ name: node, agentVersion: hello.agentVersion, firstSeenMs, lastSeenMs: now, facts: existing?.facts ?? null, containers: existing?.containers ?? [] });
       session = deps.sessions.open(call, node, hello.agentVersion);
       if (peer) session.certNotAfterMs = peer.notAfterMs;
       deps.log.info({ node, agentVersion: hello.agentVersion, peer: call.getPeer(), serial: peer?.serial }, 'agent connected');
@@ -168,14 +233,23 @@ export function agentSessionHandler(deps: AgentServiceDeps) {
         });
         persisted.set(m.module, sig);
       }
-      // Containers are written when they change (a replaced or restarted container), so every replica sees them.
+      // Containers are written at once when they change (a replaced or restarted container), so
+      // every replica sees them; otherwise the record (last seen, facts) is refreshed every 30 s,
+      // together with other nodes' refreshes (NodeRefreshes).
       const sig = report.containers.map((c) => `${c.module}/${c.name}=${c.id}|${c.state}|${c.startedAt}`).join(',');
-      if (now - lastPersist >= NODE_PERSIST_INTERVAL_MS || sig !== containersSig) {
+      const record: NodeRecord = { name: s.node, agentVersion: s.agentVersion, firstSeenMs, lastSeenMs: now, facts: s.facts, containers: report.containers };
+      if (sig !== containersSig) {
         containersSig = '';
-        const existing = await deps.store.getNode(s.node);
-        await deps.store.upsertNode({ name: s.node, agentVersion: s.agentVersion, firstSeenMs: existing?.firstSeenMs ?? now, lastSeenMs: now, facts: s.facts, containers: report.containers });
+        await refreshes.cancel(s.node);
+        await deps.store.upsertNode(record);
         lastPersist = now;
         containersSig = sig;
+      } else if (now - lastPersist >= NODE_PERSIST_INTERVAL_MS) {
+        lastPersist = now;
+        refreshes.queue(record, (err) => {
+          lastPersist = 0; // refreshed again at the next report
+          deps.log.warn({ err: errorMessage(err), node: s.node }, 'node record refresh failed; retried at the next report');
+        });
       }
     }
   };

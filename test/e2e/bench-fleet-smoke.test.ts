@@ -53,8 +53,9 @@ describe('bench fleet smoke', () => {
       for (const x of s.rounds) {
         expect(x.acks, name).toHaveLength(50);
         // Where the fan-out's CPU went, from /proc: the server's threads (busiest first; at 50
-        // nodes a GC helper can outdo the main thread) and the simulated agents.
-        expect(x.cpu, name).toMatch(/^CPU until the last ack was seen .*: server \d+ ms \((.*, )?main thread \d+.*\), simulated agents \d+ ms, over \d+ ms$/);
+        // nodes a GC helper can outdo the main thread, and a round over within one 10 ms clock
+        // tick shows no thread at all) and the simulated agents.
+        expect(x.cpu, name).toMatch(/^CPU until the last ack was seen .*: server \d+ ms \((|(.*, )?main thread \d+.*)\), simulated agents \d+ ms, over \d+ ms$/);
       }
       expect(s.fanout.p99Ms, name).toBe([...s.rounds.flatMap((x) => x.acks)].sort((a, b) => a - b)[98]);
     }

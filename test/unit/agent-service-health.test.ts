@@ -26,13 +26,19 @@ function report(ok: boolean): HealthReport {
 }
 
 /** A Store with just what the session handler uses; putNodeModule is scripted per call. */
-function fakeStore(put: (rec: NodeModuleRecord, n: number) => Promise<void>) {
+function fakeStore(put: (rec: NodeModuleRecord, n: number) => Promise<void>, upsert: (n: NodeRecord, call: number) => Promise<void> = async () => undefined) {
   const nodes = new Map<string, NodeRecord>();
   const written: NodeModuleRecord[] = [];
+  const upserted: NodeRecord[] = [];
   let calls = 0;
+  let upserts = 0;
   const store = {
     getNode: async (name: string) => nodes.get(name),
-    upsertNode: async (n: NodeRecord) => { nodes.set(n.name, n); },
+    upsertNode: async (n: NodeRecord) => {
+      await upsert(n, ++upserts);
+      nodes.set(n.name, n);
+      upserted.push(n);
+    },
     listAssignments: async () => [],
     getRevision: async () => undefined,
     putNodeModule: async (rec: NodeModuleRecord) => {
@@ -40,10 +46,10 @@ function fakeStore(put: (rec: NodeModuleRecord, n: number) => Promise<void>) {
       written.push(rec);
     },
   } as unknown as Store;
-  return { store, written };
+  return { store, written, upserted };
 }
 
-function session(store: Store): { call: Call; send: (m: AgentMessage) => void } {
+function session(store: Store, nodeRefreshBatchMs?: number): { call: Call; send: (m: AgentMessage) => void } {
   const call = Object.assign(new EventEmitter(), {
     getPeer: () => '127.0.0.1:1',
     write: () => true,
@@ -52,7 +58,7 @@ function session(store: Store): { call: Call; send: (m: AgentMessage) => void } 
   agentSessionHandler({
     store, sessions: new SessionRegistry(), log: pino({ level: 'silent' }),
     inventory: () => ({ file: 'servers.tsv', servers: [{ hostname: 'redis-01' }] }) as unknown as Inventory,
-    heartbeatIntervalMs: 5000, healthIntervalMs: 5000, authenticate: async () => undefined,
+    heartbeatIntervalMs: 5000, healthIntervalMs: 5000, authenticate: async () => undefined, nodeRefreshBatchMs,
   })(call);
   return { call, send: (m) => call.emit('data', m) };
 }
@@ -106,5 +112,47 @@ describe('agent session: health reports to the store', () => {
     send({ health: report(true) } as AgentMessage);
     await sleep(200);
     expect(written.map((r) => r.healthy)).toEqual([false, true]);
+  });
+});
+
+describe('agent session: node-record refreshes', () => {
+  const container = { module: 'redis', name: 'redis', id: 'c1', image: 'i', state: 'running', startedAt: 's', restartCount: 0 } as HealthReport['containers'][number];
+
+  it('the periodic refresh is not waited for: the module record is written first, and a failed refresh is retried at the next report', async () => {
+    const { store, written, upserted } = fakeStore(async () => undefined, async (_n, call) => {
+      if (call === 2) throw new Error('etcd unreachable (write): leader changed');
+    });
+    const { send } = session(store, 40);
+    await hello(send);
+    expect(upserted).toHaveLength(1); // the hello's write
+    send({ health: report(true) } as AgentMessage);
+    await sleep(10);
+    expect(written).toHaveLength(1);
+    expect(upserted).toHaveLength(1); // the refresh waits for its batch
+    await sleep(60);
+    expect(upserted).toHaveLength(1); // its write failed
+    send({ health: report(true) } as AgentMessage);
+    await sleep(60);
+    expect(upserted).toHaveLength(2); // retried at the next report
+    expect(upserted[1]).toMatchObject({ name: 'redis-01', agentVersion: 't' });
+    expect(upserted[1]!.firstSeenMs).toBe(upserted[0]!.firstSeenMs);
+    send({ health: report(true) } as AgentMessage);
+    await sleep(60);
+    expect(upserted).toHaveLength(2); // not again within 30 s
+    expect(written).toHaveLength(1);
+  });
+
+  it('containers that changed are written at once and cancel the waiting refresh, which never lands after them', async () => {
+    const { store, upserted } = fakeStore(async () => undefined);
+    const { send } = session(store, 100);
+    await hello(send);
+    send({ health: report(true) } as AgentMessage); // no containers: a refresh is queued
+    await sleep(10);
+    send({ health: { ...report(true), containers: [container] } } as AgentMessage);
+    await sleep(20);
+    expect(upserted).toHaveLength(2);
+    expect(upserted[1]!.containers.map((c) => c.id)).toEqual(['c1']);
+    await sleep(150);
+    expect(upserted).toHaveLength(2);
   });
 });
