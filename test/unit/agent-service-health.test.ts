@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { AgentMessage, CoordinatorMessage, HealthReport } from '../../proto/types.js';
+import type { AgentMessage, ContainerStatus, CoordinatorMessage, HealthReport } from '../../proto/types.js';
 import { agentSessionHandler } from '../../coordinator/server/agent-service.js';
 import { SessionRegistry } from '../../coordinator/sessions.js';
 import type { NodeModuleRecord, NodeRecord, Store } from '../../coordinator/store/types.js';
@@ -116,7 +116,7 @@ describe('agent session: health reports to the store', () => {
 });
 
 describe('agent session: node-record refreshes', () => {
-  const container = { module: 'redis', name: 'redis', id: 'c1', image: 'i', state: 'running', startedAt: 's', restartCount: 0 } as HealthReport['containers'][number];
+  const container: ContainerStatus = { module: 'redis', name: 'redis', id: 'c1', image: 'i', imageId: 'sha256:1', state: 'running', startedAt: 's' };
 
   it('the periodic refresh is not waited for: the module record is written first, and a failed refresh is retried at the next report', async () => {
     const { store, written, upserted } = fakeStore(async () => undefined, async (_n, call) => {
@@ -151,7 +151,7 @@ describe('agent session: node-record refreshes', () => {
     send({ health: { ...report(true), containers: [container] } } as AgentMessage);
     await sleep(20);
     expect(upserted).toHaveLength(2);
-    expect(upserted[1]!.containers.map((c) => c.id)).toEqual(['c1']);
+    expect((upserted[1]!.containers ?? []).map((c) => c.id)).toEqual(['c1']);
     await sleep(150);
     expect(upserted).toHaveLength(2);
   });
