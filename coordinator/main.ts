@@ -12,8 +12,7 @@ import { ConfigError, Coordinator, compileOptions } from './coordinator.js';
 import { defaultConfigPath } from './kbctl/config.js';
 import { initCoordinator } from './pki/init.js';
 import { KB_VERSION } from '../shared/version.js';
-import { coordinatorV8FlagsError, v8FlagsInEffect } from './v8-flags.js';
-import { COORDINATOR_NODE_FLAGS, nodeFlagsMissing } from './node-flags.js';
+import { coordinatorV8Flags, coordinatorV8FlagsError } from './v8-flags.js';
 
 const program = new Command('kb-coordinator')
   .description('kb coordinator: computes per-node plans, streams them to agents, runs health-gated rollouts')
@@ -75,10 +74,6 @@ program
   }) => {
     if (coordinatorV8FlagsError) throw new ConfigError(coordinatorV8FlagsError);
     const log = createLogger({ name: 'coordinator' });
-    const missing = nodeFlagsMissing();
-    if (missing.length) {
-      log.warn({ missing }, `node was started without ${missing.join(' ')}: rollouts to thousands of nodes will be slower after a quiet spell; start the coordinator with dist/kb-coordinator, which passes ${COORDINATOR_NODE_FLAGS.join(' ')} (ADR 0022)`);
-    }
     const config = compileOptions({
       inventoryFile: o.inventory, versionsFile: o.versions, settingsFile: o.settings, env: o.env, dataDir: o.dataDir,
       listen: o.listen, bootstrapListen: o.bootstrapListen, advertise: o.advertise, sans: o.san, agentBinary: o.agentBinary,
@@ -90,7 +85,7 @@ program
     const c = new Coordinator(config, log);
     await c.start();
     const bootstrap = config.plaintext ? ' (plaintext, development only)' : ` (mTLS); bootstrap ${c.bootstrapUrl()}`;
-    process.stdout.write(`kb-coordinator listening on ${config.listenHost}:${c.port}${bootstrap} (store ${config.store.kind}, name ${config.name}${v8FlagsInEffect() ? `, V8 ${v8FlagsInEffect()}` : ''})\n`);
+    process.stdout.write(`kb-coordinator listening on ${config.listenHost}:${c.port}${bootstrap} (store ${config.store.kind}, name ${config.name}${coordinatorV8Flags ? `, V8 ${coordinatorV8Flags}` : ''})\n`);
     const stop = (sig: string) => {
       log.info({ sig }, 'stopping');
       void c.stop().finally(() => process.exit(0));

@@ -8,8 +8,7 @@
  * reports, timers, stream buffers); with the default, that garbage piled up to 1.6-2x the live
  * heap between collections (at 5,000 agents: ~190 MB of old generation for ~95 MB live).
  * The young generation keeps its default size: a smaller one (--optimize-for-size) held the
- * heap lower still but made a 5,000-node plan fan-out 1.7x slower (docs/benchmarks.md). Its
- * floor (--min-semi-space-size) is read only at V8's start: see ./node-flags.ts (ADR 0022).
+ * heap lower still but made a 5,000-node plan fan-out 1.7x slower (docs/benchmarks.md).
  *
  * KB_COORDINATOR_V8_FLAGS replaces the default (empty: none), for measurements and diagnosis.
  * V8 ignores a flag it does not know without a word, so flags given that way are first tried
@@ -18,7 +17,6 @@
  */
 import { spawnSync } from 'node:child_process';
 import v8 from 'node:v8';
-import { nodeFlagsGiven } from './node-flags.js';
 
 export const DEFAULT_COORDINATOR_V8_FLAGS = '--heap-growing-percent=20';
 
@@ -27,17 +25,9 @@ const given = process.env.KB_COORDINATOR_V8_FLAGS;
 /** Why KB_COORDINATOR_V8_FLAGS was not applied, or undefined. */
 export const coordinatorV8FlagsError = given?.trim() ? refusal(given) : undefined;
 
-/** The V8 flags applied at run time. */
+/** The V8 flags in effect. */
 export const coordinatorV8Flags = coordinatorV8FlagsError ? '' : given ?? DEFAULT_COORDINATOR_V8_FLAGS;
 if (coordinatorV8Flags.trim()) v8.setFlagsFromString(coordinatorV8Flags);
-
-/**
- * Every V8 setting in effect, as the listening line names them: the start-up flags found on
- * node's command line (./node-flags.ts, ADR 0022), then the run-time ones.
- */
-export function v8FlagsInEffect(): string {
-  return [...nodeFlagsGiven(), coordinatorV8Flags.trim()].filter(Boolean).join(' ');
-}
 
 function refusal(flags: string): string | undefined {
   const r = spawnSync(process.execPath, [...flags.trim().split(/\s+/), '-e', ''], { encoding: 'utf8', timeout: 30_000 });

@@ -54,11 +54,8 @@ await Promise.all([
   build({ ...common, entryPoints: [path.join(root, 'coordinator/main.ts')], outfile: path.join(dist, 'kb-coordinator.cjs'), external: ['better-sqlite3', 'etcd3', 'cockatiel'] }),
   build({ ...common, entryPoints: [path.join(root, 'coordinator/kbctl/bin.ts')], outfile: path.join(dist, 'kbctl.cjs') }),
 ]);
-// Launchers. The coordinator's carries the V8 flags V8 reads only at start-up: the list of
-// COORDINATOR_NODE_FLAGS in coordinator/node-flags.ts (ADR 0022; a test checks they match).
-const COORDINATOR_NODE_FLAGS = '--min-semi-space-size=16';
-for (const [name, file, flags] of [['kb-coordinator', 'kb-coordinator.cjs', `${COORDINATOR_NODE_FLAGS} `], ['kbctl', 'kbctl.cjs', '']]) {
-  writeFileSync(path.join(dist, name), `#!/bin/sh\nexec node ${flags}"$(dirname "$(readlink -f "$0")")/${file}" "$@"\n`, { mode: 0o755 });
+for (const [name, file] of [['kb-coordinator', 'kb-coordinator.cjs'], ['kbctl', 'kbctl.cjs']]) {
+  writeFileSync(path.join(dist, name), `#!/bin/sh\nexec node "$(dirname "$(readlink -f "$0")")/${file}" "$@"\n`, { mode: 0o755 });
 }
 process.stdout.write(`bundles built in ${Date.now() - t0} ms\n`);
 

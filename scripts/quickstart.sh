@@ -56,9 +56,9 @@ cp "$root/test/fixtures/servers-local.tsv" "$qs/servers.tsv"
 cp "$KB_TESTBED_DIR/versions.yaml" "$qs/versions.yaml"
 
 # CA, serving certificate and admin credential (idempotent: kept when they exist).
-"$root/dist/kb-coordinator" init --data-dir "$qs/coordinator" --listen "127.0.0.1:$port" \
+node "$root/dist/kb-coordinator.cjs" init --data-dir "$qs/coordinator" --listen "127.0.0.1:$port" \
   --admin-config "$qs/admin.kbconfig"
-"$root/dist/kb-coordinator" run --inventory "$qs/servers.tsv" --versions "$qs/versions.yaml" \
+node "$root/dist/kb-coordinator.cjs" run --inventory "$qs/servers.tsv" --versions "$qs/versions.yaml" \
   --data-dir "$qs/coordinator" --listen "127.0.0.1:$port" --bootstrap-listen "127.0.0.1:$bport" \
   --heartbeat-ms 2000 --health-interval-ms 2000 >"$qs/coordinator.log" 2>&1 &
 echo $! >"$qs/coordinator.pid"

@@ -43,7 +43,6 @@ import { createCsr, exportPrivateKeyPem, generateKeyPair } from '../../shared/tl
 import { ControlClient } from '../../coordinator/kbctl/client.js';
 import { readKbConfig } from '../../coordinator/kbctl/config.js';
 import { loadTestbed } from '../../test/helpers/testbed.js';
-import { COORDINATOR_NODE_FLAGS } from '../../coordinator/node-flags.js';
 
 const here = fileURLToPath(import.meta.url);
 const repoRoot = path.resolve(path.dirname(here), '../..');
@@ -574,8 +573,7 @@ function startCoordinator(args: string[], logFile: string): ChildProcess {
   const heap = process.env.KB_FLEET_HEAP ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${process.env.KB_FLEET_HEAP}`] : [];
   // KB_FLEET_NODE_ARGS: more options for the coordinator's node (space-separated), to try V8 settings.
   const extra = (process.env.KB_FLEET_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  // Started as dist/kb-coordinator starts it: with the V8 flags read only at start-up (ADR 0022).
-  return spawn(process.execPath, [...COORDINATOR_NODE_FLAGS, ...prof, ...heap, ...extra, dist('kb-coordinator.cjs'), 'run', ...args], { stdio: ['ignore', out, out] });
+  return spawn(process.execPath, [...prof, ...heap, ...extra, dist('kb-coordinator.cjs'), 'run', ...args], { stdio: ['ignore', out, out] });
 }
 
 /** Asks the coordinator (started with KB_FLEET_HEAP) for a heap snapshot and waits until it is written. */

@@ -160,9 +160,8 @@ export class Cluster {
       }
       tls.push('--bootstrap-listen', `${this.listenHost}:${this.bootstrapPort}`, '--agent-binary', dist('kb-agent'));
     }
-    // Through the launcher, as an operator starts it (it adds V8's start-up flags, ADR 0022).
-    const p = new Proc('coordinator', dist('kb-coordinator'), [
-      'run',
+    const p = new Proc('coordinator', process.execPath, [
+      dist('kb-coordinator.cjs'), 'run',
       '--inventory', this.inventoryFile, '--versions', this.versionsFile, '--settings', this.settingsFile,
       '--data-dir', this.dataDir, '--listen', this.address, ...tls,
       '--heartbeat-ms', String(this.heartbeatMs), '--health-interval-ms', String(this.healthIntervalMs), ...this.coordinatorArgs,
