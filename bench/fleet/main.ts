@@ -513,9 +513,10 @@ function percentile(xs: number[], p: number): number | undefined {
 
 async function allStats(workers: Worker[]) {
   const st = await Promise.all(workers.map((w) => w.ask<Extract<FromWorker, { ev: 'stats' }>>({ cmd: 'stats' })));
+  const withSample = st.find((s) => s.sample);
   return {
     acks: st.flatMap((s) => s.acks), received: st.reduce((a, s) => a + s.received, 0), health: st.reduce((a, s) => a + s.health, 0),
-    open: st.reduce((a, s) => a + s.open, 0), sample: st.find((s) => s.sample)?.sample, sampleBytes: st.find((s) => s.sample)?.sampleBytes ?? 0,
+    open: st.reduce((a, s) => a + s.open, 0), sample: withSample?.sample, sampleBytes: withSample?.sampleBytes ?? 0,
     drops: st.reduce((a, s) => a + s.drops, 0), lastError: st.find((s) => s.lastError)?.lastError ?? '',
   };
 }

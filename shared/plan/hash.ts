@@ -1,5 +1,4 @@
 import * as nodeCrypto from 'node:crypto';
-import { createHash } from 'node:crypto';
 import type { ContainerSpec, FileSpec, HealthCheck, ModuleState, RedisMasterFollower, SecretFile, SecretRef } from '../../proto/types.js';
 
 /**
@@ -73,15 +72,15 @@ function isArrayIndex(key: string): boolean {
   return Number.isInteger(n) && n < 4294967295 && String(n) === key;
 }
 
-export function sha256Hex(text: string | Buffer): string {
-  return oneShot ? oneShot('sha256', text, 'hex') : createHash('sha256').update(text).digest('hex');
-}
-
 /**
  * Node's one-shot `crypto.hash` (Node >= 20.12): no Hash object per call. A rollout to 5,000
  * nodes hashes 5,000 state texts; measured here, 41 ms instead of 107 ms. Same digests.
  */
 const oneShot = (nodeCrypto as { hash?: (algorithm: string, data: string | Buffer, encoding: 'hex') => string }).hash;
+
+export function sha256Hex(text: string | Buffer): string {
+  return oneShot ? oneShot('sha256', text, 'hex') : nodeCrypto.createHash('sha256').update(text).digest('hex');
+}
 
 /** Hash of one container's spec: decides whether the agent must replace the container. */
 export function containerSpecHash(c: ContainerSpec): string {
