@@ -13,6 +13,7 @@ import { defaultConfigPath } from './kbctl/config.js';
 import { initCoordinator } from './pki/init.js';
 import { KB_VERSION } from '../shared/version.js';
 import { coordinatorV8Flags, coordinatorV8FlagsError } from './v8-flags.js';
+import { heapGrowingPercent, heapGrowth } from './memory.js';
 
 const program = new Command('kb-coordinator')
   .description('kb coordinator: computes per-node plans, streams them to agents, runs health-gated rollouts')
@@ -73,6 +74,8 @@ program
     store: string; name?: string; leaseTtl: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; etcdInsecure: boolean;
   }) => {
     if (coordinatorV8FlagsError) throw new ConfigError(coordinatorV8FlagsError);
+    // Wide fan-outs relax the heap growth set at rest (coordinator/memory.ts, ADR 0022).
+    heapGrowth.configure(heapGrowingPercent(coordinatorV8Flags));
     const log = createLogger({ name: 'coordinator' });
     const config = compileOptions({
       inventoryFile: o.inventory, versionsFile: o.versions, settingsFile: o.settings, env: o.env, dataDir: o.dataDir,

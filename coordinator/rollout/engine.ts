@@ -6,7 +6,7 @@ import type { ApplyResult, CoordinatorMessage, ModuleHealth, ModuleState, Progre
 import type { ImageResolver } from '../images/resolve.js';
 import { getModule } from '../modules/index.js';
 import type { PlanInputs, SecretVersions } from '../modules/types.js';
-import { collectNow } from '../memory.js';
+import { collectNow, heapGrowth } from '../memory.js';
 import { computeDesired } from '../planner.js';
 import type { SessionDirectory } from '../sessions.js';
 import { FencedWriteError, StoreUnavailableError } from '../store/errors.js';
@@ -194,11 +194,25 @@ export class RolloutEngine {
    * rollout and starts driving it. Throws (and applies nothing) on bad input.
    */
   async start(module: string, opts: RolloutOptions = {}): Promise<RolloutRecord> {
-    const { store } = this.deps;
     const def = getModule(module);
-    const active = (await store.listRollouts({ module, state: 'running' }))[0];
+    const active = (await this.deps.store.listRollouts({ module, state: 'running' }))[0];
     if (active) throw new RolloutError(`a rollout of ${module} is already running (${active.id}); wait for it or check \`kbctl rollout status ${module}\``);
     const inputs = this.deps.inputs();
+    // Planning a module of thousands of hosts allocates its states, hashes and revision document
+    // at once: heap growth stays relaxed until the rollout is stored (its driver then holds it
+    // for a wide batch).
+
+    const release = def.hosts(inputs.inventory).length > WIDE_BATCH ? heapGrowth.relax() : undefined;
+    try {
+      return await this.startWith(def, inputs, opts);
+    } finally {
+      release?.();
+    }
+  }
+
+  private async startWith(def: ReturnType<typeof getModule>, inputs: PlanInputs, opts: RolloutOptions): Promise<RolloutRecord> {
+    const { store } = this.deps;
+    const module = def.name;
     let target: RevisionRecord;
     let fromRevision = 0;
     if (opts.undo) {
@@ -345,7 +359,9 @@ export class RolloutEngine {
       const started: Promise<{ n: RolloutNodeRecord; out: GateOutcome }>[] = [];
       const wide = batch.length > WIDE_BATCH;
       let onSent: (() => void) | undefined;
+      let release: (() => void) | undefined;
       if (wide) {
+        release = heapGrowth.relax();
         this.wide.add(r.id);
         this.background(this.event(r, 'batch-apply', '', `sending revision ${rev.revision} to ${batch.length} nodes (${batch[0]!.node} ... ${batch.at(-1)!.node}); wider than ${WIDE_BATCH} nodes, so no node-apply event per node`));
         const since = Date.now();
@@ -364,8 +380,10 @@ export class RolloutEngine {
         if (!wide) return;
         this.wide.delete(r.id);
         this.flushDigests(r.id);
-        // The batch's peak is garbage now: release the heap pages it took (coordinator/memory.ts).
+        // The batch's peak is garbage now: back to the heap growth at rest, and release the
+        // heap pages the batch took (coordinator/memory.ts).
         setImmediate(() => {
+          release?.();
           const c = collectNow();
           if (c) this.deps.log.info({ rollout: r.id, ...c }, `memory collected after a batch of ${batch.length} nodes: heap ${c.heapTotalMb[0]} -> ${c.heapTotalMb[1]} MB, RSS ${c.rssMb[0]} -> ${c.rssMb[1]} MB, ${c.ms} ms`);
         });

@@ -5,6 +5,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { ImageResolver } from '../../coordinator/images/resolve.js';
+import { heapGrowth } from '../../coordinator/memory.js';
 import { RolloutEngine, saveSpacingMs, WIDE_BATCH } from '../../coordinator/rollout/engine.js';
 import type { NodeSessionView } from '../../coordinator/sessions.js';
 import { SqliteStore } from '../../coordinator/store/sqlite.js';
@@ -54,7 +55,12 @@ describe('rollout engine, one wide batch', () => {
     for (let i = 0; i < n; i++) agents.views.set(`lb-${i}`, { node: `lb-${i}`, agentVersion: 't', connectedMs: 0, lastSeenMs: 0, facts: null, health: new Map(), containers: [] });
     const sentBeforeDurable: string[] = [];
     const sent = new Map<string, number>();
+    // Heap growth (ADR 0022), recorded instead of applied to this process's V8.
+    const flags: string[] = [];
+    heapGrowth.configure(20, (f) => flags.push(f));
+    const relaxedAtSend = new Set<number>();
     const deliver = (node: string, msg: CoordinatorMessage) => {
+      relaxedAtSend.add(heapGrowth.relaxedBy);
       const st = msg.desired!;
       if (store.durable.get(node)?.revision !== st.revision) sentBeforeDurable.push(node);
       sent.set(node, (sent.get(node) ?? 0) + 1);
@@ -111,6 +117,12 @@ describe('rollout engine, one wide batch', () => {
     const collected = lines.filter((l) => l.msg.startsWith('memory collected after a batch of 400 nodes: heap '));
     expect(collected).toHaveLength(1);
     expect((collected[0] as unknown as { heapTotalMb: number[] }).heapTotalMb).toHaveLength(2);
+    // Heap growth was relaxed from planning until the wide batch was over (every state was
+    // sent while relaxed), then set back to its value at rest, once.
+    expect([...relaxedAtSend]).toEqual([1]);
+    expect(flags).toEqual(['--heap-growing-percent=0', '--heap-growing-percent=20']);
+    expect(heapGrowth.relaxedBy).toBe(0);
+    heapGrowth.configure(undefined);
     await engine.stop();
     await store.close();
   });
@@ -153,6 +165,8 @@ describe('rollout engine, the latest revision', () => {
     };
     let maxconn = 4096;
     const logged: string[] = [];
+    const flags: string[] = [];
+    heapGrowth.configure(20, (f) => flags.push(f));
     const engine = new RolloutEngine({
       store, sessions: agents as never, resolver, log: pino({ level: 'info' }, { write: (l: string) => { logged.push(l); } }), deliver,
       inputs: () => ({ inventory, versions, settings: { haproxy: { file: 'modules.yaml', values: { maxconn }, nodes: {} } } }),
@@ -179,8 +193,10 @@ describe('rollout engine, the latest revision', () => {
     const fourth = await roll();
     expect([fourth.revision, fourth.fromRevision, fourth.state]).toEqual([4, 3, 'succeeded']);
     expect(store.latestReads).toBe(1);
-    // Batches of 3 nodes: no forced collection, and node events logged one by one.
+    // Batches of 3 nodes: no forced collection, heap growth never relaxed, and node events logged one by one.
     expect(logged.filter((l) => l.includes('memory collected'))).toEqual([]);
+    expect(flags).toEqual([]);
+    heapGrowth.configure(undefined);
     expect(logged.filter((l) => l.includes('"kind":"node-healthy"') && l.includes('"node":"lb-0"'))).toHaveLength(3); // rollouts 1, 2 and 4 (the no-op drove none)
     await engine.stop();
     await store.close();
