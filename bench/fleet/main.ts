@@ -143,11 +143,22 @@ function warmCodecs(): void {
     module: 'haproxy', revision: 1, specHash: 'f'.repeat(64),
     containers: [{
       name: 'haproxy', image: `127.0.0.1:5000/kb/haproxy:2.6-kb1@sha256:${'a'.repeat(64)}`, args: ['-f', '/usr/local/etc/haproxy/haproxy.cfg'],
-      env: { KB_CONFIG_SHA256: 'c'.repeat(64) }, volumes: [{ hostPath: '/opt/keybuzz/haproxy/conf', containerPath: '/usr/local/etc/haproxy', readOnly: true }],
+      env: { KB_CONFIG_SHA256: 'c'.repeat(64) },
+      volumes: [
+        { hostPath: '/opt/keybuzz/haproxy/conf', containerPath: '/usr/local/etc/haproxy', readOnly: true },
+        { hostPath: '/opt/keybuzz/haproxy/run', containerPath: '/run/kb-haproxy', readOnly: false },
+      ],
       networkMode: 'host', restartPolicy: 'unless-stopped', order: 1, entrypoint: '',
     }],
     files: [{ path: '/opt/keybuzz/haproxy/conf/haproxy.cfg', mode: 0o644, content: Buffer.alloc(1400, 'x') }],
-    healthChecks: [{ name: 'haproxy-redis', kind: 'tcp', host: '127.0.0.1', port: 6379, path: '', container: '', command: [], expectRole: '', minReplicas: 0, timeoutMs: 2000, sentinels: [], masterName: '', minSentinels: 0 } as ModuleState['healthChecks'][number]],
+    // The shape of kb's HAProxy state: three checks and a Redis master follower, so every
+    // message type the fan-out decodes is warmed (a part left out was decoded cold in round 1).
+    healthChecks: ['tcp', 'redis-follower', 'redis-setget'].map((kind) => (
+      { name: kind, kind, host: '127.0.0.1', port: 6379, path: '', container: '', command: [], expectRole: '', minReplicas: 0, timeoutMs: 2000, sentinels: [], masterName: '', minSentinels: 0 } as ModuleState['healthChecks'][number])),
+    redisFollower: {
+      backend: 'be_redis_master', server: 'redis-master', masterName: 'kb-redis-master', sentinels: ['127.0.0.1:26379', '127.0.0.2:26379', '127.0.0.3:26379'],
+      runtimeSocket: '/opt/keybuzz/haproxy/run/admin.sock', serverStateFile: '/opt/keybuzz/haproxy/run/server-state', reconcileIntervalMs: 2000, timeoutMs: 500,
+    },
   };
   const bytes = session.responseSerialize({ desired: state } satisfies CoordinatorMessage);
   for (let i = 0; i < 3000; i++) {
