@@ -222,6 +222,10 @@ async function oneRun(run: number, cluster: Cluster, poller: LegacyPoller, args:
       const a = await writers[m].waitForAck((x) => x.server === old, 30_000);
       if (!a) throw new Error(`${m}: no write acknowledged by the master ${old} before the failover`);
     }
+    // The switch is timed from the Sentinels' own +switch-master: every subscription must be in
+    // place before the kill (in a first run on a loaded machine, one was not: the event was
+    // missed and the run timed out).
+    await waitFor('subscribed to +switch-master on every Sentinel', () => links.subscribedCount() === REDIS_NODES.length, 30_000, 10);
     await sleep(500);
     const agent = cluster.agents.get(oldNode.name)!;
     const legacyPhaseMs = Math.random() * args.pollPeriodMs;
