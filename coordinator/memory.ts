@@ -45,6 +45,8 @@ export function collectNow(): Collected | undefined {
   return { heapUsedMb: [mb(before.heapUsed), mb(after.heapUsed)], heapTotalMb: [mb(before.heapTotal), mb(after.heapTotal)], rssMb: [mb(before.rss), mb(after.rss)], ms };
 }
 
+const applyV8Flags = (flags: string): void => v8.setFlagsFromString(flags);
+
 /**
  * Relaxed heap growth while the coordinator fans a plan out to a wide batch (ADR 0022).
  *
@@ -59,7 +61,7 @@ export function collectNow(): Collected | undefined {
  * after the batch (collectNow) computes the next limit with it.
  *
  * V8 reads the flag each time it computes the next limit (after a full collection), so
- * setting it at run time takes effect from the next collection on (test/unit/memory.test.ts
+ * setting it at run time takes effect from the next collection on (test/unit/heap-growth.test.ts
  * checks this on the real V8).
  */
 export class HeapGrowth {
@@ -70,13 +72,13 @@ export class HeapGrowth {
    *   set (V8 sizes the heap itself: nothing to relax).
    * @param setFlags applies V8 flags (v8.setFlagsFromString).
    */
-  constructor(private atRest: number | undefined, private setFlags: (flags: string) => void = (f) => v8.setFlagsFromString(f)) {}
+  constructor(private atRest: number | undefined, private setFlags: (flags: string) => void = applyV8Flags) {}
 
   /**
    * The value at rest (from the coordinator's V8 flags, coordinator/v8-flags.ts), and how
    * flags are applied (tests record them instead).
    */
-  configure(atRest: number | undefined, setFlags: (flags: string) => void = (f) => v8.setFlagsFromString(f)): void {
+  configure(atRest: number | undefined, setFlags: (flags: string) => void = applyV8Flags): void {
     this.atRest = atRest;
     this.setFlags = setFlags;
   }

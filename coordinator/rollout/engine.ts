@@ -201,7 +201,6 @@ export class RolloutEngine {
     // Planning a module of thousands of hosts allocates its states, hashes and revision document
     // at once: heap growth stays relaxed until the rollout is stored (its driver then holds it
     // for a wide batch).
-
     const release = def.hosts(inputs.inventory).length > WIDE_BATCH ? heapGrowth.relax() : undefined;
     try {
       return await this.startWith(def, inputs, opts);
