@@ -352,15 +352,25 @@ export class RolloutEngine {
     while (r.state === 'running') {
       const batch = r.nodes.filter((n) => n.phase !== 'healthy').slice(0, r.maxParallel);
       if (batch.length === 0) break;
-      // Nodes start in chunks, each in its own event-loop turn: a batch of thousands started at
-      // once is one long run of microtasks (writes, events, sends) during which the process
-      // answers nothing, not even the agents' keepalive pings (10 s timeout).
       const started: Promise<{ n: RolloutNodeRecord; out: GateOutcome }>[] = [];
       const wide = batch.length > WIDE_BATCH;
       let onSent: (() => void) | undefined;
       let release: (() => void) | undefined;
+      // Relaxed from here (start() relaxed it for planning): the batch's writes and sends allocate at once.
+      if (wide) release = heapGrowth.relax();
+      // Every assignment of the batch is written before any state is sent, in one event-loop
+      // turn: with the embedded store that is one transaction (one fsync) for the batch, not one
+      // per chunk of nodes; and a store that refuses a write stops the batch before any node got
+      // its state.
+      const assignedMs = Date.now();
+      await Promise.all(batch.map((n) => {
+        const st = rev.states[n.node]!;
+        return this.deps.store.putAssignment({ node: n.node, module: r.module, revision: st.revision, specHash: st.specHash, assignedMs });
+      })).catch((err: unknown) => {
+        release?.();
+        throw err;
+      });
       if (wide) {
-        release = heapGrowth.relax();
         this.wide.add(r.id);
         this.background(this.event(r, 'batch-apply', '', `sending revision ${rev.revision} to ${batch.length} nodes (${batch[0]!.node} ... ${batch.at(-1)!.node}); wider than ${WIDE_BATCH} nodes, so no node-apply event per node`));
         const since = Date.now();
@@ -369,6 +379,9 @@ export class RolloutEngine {
           if (++sent === batch.length) this.deps.log.info({ rollout: r.id, nodes: sent, ms: Date.now() - since }, 'state sent to every node of the batch');
         };
       }
+      // Nodes start in chunks, each in its own event-loop turn: a batch of thousands started at
+      // once is one long run of microtasks (writes, events, sends) during which the process
+      // answers nothing, not even the agents' keepalive pings (10 s timeout).
       for (const [i, n] of batch.entries()) {
         if (i > 0 && i % START_CHUNK === 0) await new Promise<void>((resolve) => setImmediate(resolve));
         const p = this.driveNode(r, n, rev.states[n.node]!, !wide, onSent).then((out) => ({ n, out }));
@@ -407,17 +420,17 @@ export class RolloutEngine {
 
   /** Sends the node its state and waits for the health gate. Never throws for node failures. */
   private async driveNode(r: RolloutRecord, n: RolloutNodeRecord, state: ModuleState, applyEvent: boolean, onSent?: () => void): Promise<GateOutcome> {
-    const { store, sessions } = this.deps;
+    const { sessions } = this.deps;
     const startMs = Date.now();
     n.phase = 'applying';
-    // The assignment is durable before the state is sent: a restarted coordinator resends a
-    // node its stored assignment when the agent reconnects, so an assignment that lagged the
-    // send would take the node back to the older revision. The phase is not waited for: a
-    // resumed rollout drives every node that is not `healthy` again, `pending` and `applying`
-    // alike (and a resend of a state the agent holds is acknowledged without applying it).
+    // The node's assignment is durable before its state is sent (drive() writes the batch's
+    // first): a restarted coordinator resends a node its stored assignment when the agent
+    // reconnects, so an assignment that lagged the send would take the node back to the older
+    // revision. The phase is not waited for: a resumed rollout drives every node that is not
+    // `healthy` again, `pending` and `applying` alike (and a resend of a state the agent holds
+    // is acknowledged without applying it).
     this.background(this.save(r));
     if (applyEvent) this.background(this.event(r, 'node-apply', n.node, `sending revision ${state.revision} (spec ${state.specHash.slice(0, 12)})`));
-    await store.putAssignment({ node: n.node, module: r.module, revision: state.revision, specHash: state.specHash, assignedMs: startMs });
     let message: CoordinatorMessage;
     try {
       message = this.deps.secrets ? await this.deps.secrets.desiredMessage(state) : { desired: state };

@@ -59,7 +59,9 @@ describe('rollout engine, one wide batch', () => {
     const flags: string[] = [];
     heapGrowth.configure(20, (f) => flags.push(f));
     const relaxedAtSend = new Set<number>();
+    let durableAtFirstSend: number | undefined;
     const deliver = (node: string, msg: CoordinatorMessage) => {
+      durableAtFirstSend ??= store.durable.size;
       relaxedAtSend.add(heapGrowth.relaxedBy);
       const st = msg.desired!;
       if (store.durable.get(node)?.revision !== st.revision) sentBeforeDurable.push(node);
@@ -87,6 +89,8 @@ describe('rollout engine, one wide batch', () => {
     expect(sent.size).toBe(n);
     expect([...sent.values()].every((c) => c === 1)).toBe(true);
     expect(sentBeforeDurable).toEqual([]);
+    // The batch's assignments are all written (one transaction) before the first state is sent.
+    expect(durableAtFirstSend).toBe(n);
     // The last gate gone, the engine no longer listens to the sessions.
     for (const ev of ['health', 'result', 'progress', 'connected']) expect(agents.listenerCount(ev), ev).toBe(0);
     // Every node changes phase three times (applying, verifying, healthy): 3n saves asked for,
@@ -123,6 +127,36 @@ describe('rollout engine, one wide batch', () => {
     expect(flags).toEqual(['--heap-growing-percent=0', '--heap-growing-percent=20']);
     expect(heapGrowth.relaxedBy).toBe(0);
     heapGrowth.configure(undefined);
+    await engine.stop();
+    await store.close();
+  });
+
+  it('sends no node its state when the store refuses an assignment of the batch', async () => {
+    const n = 150;
+    const rows = [row('redis-01', '127.0.1.1', 'redis', 'master')];
+    for (let i = 0; i < n; i++) rows.push(row(`lb-${i}`, `127.0.2.${i + 1}`, 'lb', 'internal-haproxy'));
+    const inventory = parseInventory(`${[HEADER, ...rows].join('\n')}\n`, 'servers.tsv');
+    const versions = parseVersions('redis_image: "127.0.0.1:5000/kb/redis:7.0-kb1"\nhaproxy_image: "127.0.0.1:5000/kb/haproxy:2.6-kb1"\n', 'versions.yaml');
+    class RefusingStore extends SqliteStore {
+      override async putAssignment(a: AssignmentRecord): Promise<void> {
+        if (a.node === 'lb-77') throw new Error('disk I/O error');
+        await super.putAssignment(a);
+      }
+    }
+    const store = new RefusingStore(path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-engine-')), 'kb.db'));
+    const agents = new Agents();
+    for (let i = 0; i < n; i++) agents.views.set(`lb-${i}`, { node: `lb-${i}`, agentVersion: 't', connectedMs: 0, lastSeenMs: 0, facts: null, health: new Map(), containers: [] });
+    const sent: string[] = [];
+    const engine = new RolloutEngine({
+      store, sessions: agents as never, resolver, log: pino({ level: 'silent' }), deliver: (node) => sent.push(node),
+      inputs: () => ({ inventory, versions, settings: {} }),
+    });
+    const r = await engine.start('haproxy', { maxParallel: n });
+    await engine.wait(r.id);
+    const done = await store.getRollout(r.id);
+    expect(done?.state).toBe('failed');
+    expect(done?.error).toBe('internal error: disk I/O error');
+    expect(sent).toEqual([]);
     await engine.stop();
     await store.close();
   });
