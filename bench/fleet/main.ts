@@ -471,7 +471,9 @@ class Worker {
     // Structured-clone IPC ('advanced'): a state's Buffers (file contents) must reach the
     // floor as Buffers. Node's default JSON IPC turns them into {type, data}, which protobufjs
     // encodes as empty bytes: the floor would send a smaller message than kb.
-    this.child = spawn(process.execPath, ['--max-old-space-size=4096', ...prof, here, '--role', 'worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+    // KB_FLEET_WORKER_NODE_ARGS: more options for the simulated agents' node (space-separated).
+    const extra = (process.env.KB_FLEET_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    this.child = spawn(process.execPath, ['--max-old-space-size=4096', ...prof, ...extra, here, '--role', 'worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
     this.child.on('message', (m: FromWorker) => this.waiting.shift()?.(m));
     this.child.on('exit', (code) => { if (code) log(`worker ${index} exited with ${code}`); });
   }
