@@ -95,6 +95,16 @@ export class HeapGrowth {
     };
   }
 
+  /**
+   * The `--heap-growing-percent` in effect now: 0 while relaxed (V8's own heuristics), the
+   * value at rest otherwise; undefined when none was set. Logged with a wide batch's lines,
+   * so the log shows the mechanism at work.
+   */
+  get current(): number | undefined {
+    if (this.atRest === undefined) return undefined;
+    return this.holders > 0 ? 0 : this.atRest;
+  }
+
   /** Holders now (tests). */
   get relaxedBy(): number {
     return this.holders;

@@ -376,7 +376,7 @@ export class RolloutEngine {
         const since = Date.now();
         let sent = 0;
         onSent = () => {
-          if (++sent === batch.length) this.deps.log.info({ rollout: r.id, nodes: sent, ms: Date.now() - since }, 'state sent to every node of the batch');
+          if (++sent === batch.length) this.deps.log.info({ rollout: r.id, nodes: sent, ms: Date.now() - since, heapGrowingPercent: heapGrowth.current }, 'state sent to every node of the batch');
         };
       }
       // Nodes start in chunks, each in its own event-loop turn: a batch of thousands started at
@@ -397,7 +397,7 @@ export class RolloutEngine {
         setImmediate(() => {
           release?.();
           const c = collectNow();
-          if (c) this.deps.log.info({ rollout: r.id, ...c }, `memory collected after a batch of ${batch.length} nodes: heap ${c.heapTotalMb[0]} -> ${c.heapTotalMb[1]} MB, RSS ${c.rssMb[0]} -> ${c.rssMb[1]} MB, ${c.ms} ms`);
+          if (c) this.deps.log.info({ rollout: r.id, ...c, heapGrowingPercent: heapGrowth.current }, `memory collected after a batch of ${batch.length} nodes: heap ${c.heapTotalMb[0]} -> ${c.heapTotalMb[1]} MB, RSS ${c.rssMb[0]} -> ${c.rssMb[1]} MB, ${c.ms} ms`);
         });
       });
       const failed = outcomes.find((o) => !o.out.ok);

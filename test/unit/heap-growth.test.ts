@@ -17,16 +17,20 @@ describe('HeapGrowth', () => {
   it('relaxes on the first holder, restores the value at rest when the last one releases, and ignores a second release', () => {
     const set: string[] = [];
     const g = new HeapGrowth(20, (f) => set.push(f));
+    expect(g.current).toBe(20);
     const a = g.relax();
     const b = g.relax();
     expect(set).toEqual(['--heap-growing-percent=0']);
     expect(g.relaxedBy).toBe(2);
+    expect(g.current).toBe(0);
     a();
     a(); // a holder releasing twice must not release another's hold
     expect(g.relaxedBy).toBe(1);
     expect(set).toEqual(['--heap-growing-percent=0']);
+    expect(g.current).toBe(0);
     b();
     expect(g.relaxedBy).toBe(0);
+    expect(g.current).toBe(20);
     expect(set).toEqual(['--heap-growing-percent=0', '--heap-growing-percent=20']);
     g.relax()();
     expect(set).toEqual(['--heap-growing-percent=0', '--heap-growing-percent=20', '--heap-growing-percent=0', '--heap-growing-percent=20']);
@@ -35,7 +39,9 @@ describe('HeapGrowth', () => {
   it('does nothing when no heap growth was set at rest (V8 sizes the heap itself)', () => {
     const set: string[] = [];
     const g = new HeapGrowth(undefined, (f) => set.push(f));
-    g.relax()();
+    const release = g.relax();
+    expect(g.current).toBeUndefined();
+    release();
     expect(set).toEqual([]);
     expect(g.relaxedBy).toBe(0);
   });
