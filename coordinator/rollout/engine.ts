@@ -7,6 +7,7 @@ import type { ImageResolver } from '../images/resolve.js';
 import { getModule } from '../modules/index.js';
 import type { PlanInputs, SecretVersions } from '../modules/types.js';
 import { collectNow, heapGrowth } from '../memory.js';
+import { keepSpecText } from '../../shared/plan/hash.js';
 import { computeDesired } from '../planner.js';
 import type { SessionDirectory } from '../sessions.js';
 import { FencedWriteError, StoreUnavailableError } from '../store/errors.js';
@@ -694,5 +695,9 @@ function sameStates(a: Record<string, ModuleState>, b: Record<string, ModuleStat
 }
 
 function stamp(states: Record<string, ModuleState>, revision: number): Record<string, ModuleState> {
-  return Object.fromEntries(Object.entries(states).map(([n, s]) => [n, { ...s, revision }]));
+  return Object.fromEntries(Object.entries(states).map(([n, s]) => {
+    const copy = { ...s, revision };
+    keepSpecText(s, copy); // the revision number is not part of the spec
+    return [n, copy];
+  }));
 }

@@ -1,5 +1,7 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
+import type { ModuleState } from '../../proto/types.js';
 import { KbError, errorMessage } from '../../shared/errors/index.js';
+import { specTextOf } from '../../shared/plan/hash.js';
 import type { RevisionRecord } from './types.js';
 
 /**
@@ -30,7 +32,7 @@ export const REVISION_GZIP_MIN_BYTES = 256 * 1024;
 
 /** Encodes a revision: JSON text, or gzip-compressed JSON bytes when large (see REVISION_GZIP_MIN_BYTES). */
 export function encodeRevision(r: RevisionRecord): string | Buffer {
-  const text = encodeRecord(r);
+  const text = revisionJson(r);
   // Level 1: 16 MB in ~25 ms; higher levels gain a few percent of size for twice the time.
   return text.length >= REVISION_GZIP_MIN_BYTES ? gzipSync(text, { level: 1 }) : text;
 }
@@ -50,6 +52,37 @@ export function decodeRevision(doc: string | Uint8Array, where: string): Revisio
   } catch (err) {
     throw new KbError(`${where}: stored revision unreadable (${errorMessage(err)}); the store's file or etcd data is damaged`, { cause: err });
   }
+}
+
+/**
+ * The JSON of a revision: what encodeRecord gives (the same value once parsed; `states` comes
+ * last), with each planned state's text built from the canonical JSON its spec hash was
+ * computed from (shared/plan/hash.ts) rather than encoded again.
+ */
+function revisionJson(r: RevisionRecord): string {
+  const { states, ...rest } = r;
+  let out = '';
+  for (const node of Object.keys(states)) out += `${out ? ',' : ''}${JSON.stringify(node)}:${stateJson(states[node]!)}`;
+  const head = encodeRecord(rest);
+  return `${head === '{}' ? '{' : `${head.slice(0, -1)},`}"states":{${out}}}`;
+}
+
+/** Keys of a state that its spec text does not hold but the state may have. */
+const STATE_KEYS = new Set(['module', 'revision', 'specHash', 'containers', 'files', 'healthChecks', 'redisFollower', 'secrets', 'secretFiles']);
+
+/** encodeRecord(state), from the state's spec text when it has one. */
+export function stateJson(state: ModuleState): string {
+  const spec = specTextOf(state);
+  if (!spec) return encodeRecord(state);
+  let extra = '';
+  for (const key of Object.keys(state)) {
+    const v = (state as unknown as Record<string, unknown>)[key];
+    if (v === undefined || spec.has(key)) continue;
+    // A field this code does not know may not be in the text: encode the state whole.
+    if (!STATE_KEYS.has(key)) return encodeRecord(state);
+    extra += `,${JSON.stringify(key)}:${encodeRecord(v)}`;
+  }
+  return `${spec.text.slice(0, -1)}${extra}}`;
 }
 
 function bufferReviver(_key: string, value: unknown): unknown {

@@ -4,9 +4,10 @@ import type { ImageResolver } from '../../coordinator/images/resolve.js';
 import { getModule } from '../../coordinator/modules/index.js';
 import { computeDesired } from '../../coordinator/planner.js';
 import { loadInventory } from '../../shared/inventory/index.js';
-import { decodeRecord, decodeRevision, encodeRecord, encodeRevision } from '../../coordinator/store/codec.js';
+import { decodeRecord, decodeRevision, encodeRecord, encodeRevision, stateJson } from '../../coordinator/store/codec.js';
 import type { RevisionRecord } from '../../coordinator/store/types.js';
-import { canonicalJson, moduleSpecHash, sha256Hex } from '../../shared/plan/hash.js';
+import type { ModuleState } from '../../proto/types.js';
+import { canonicalJson, keepSpecText, moduleSpecHash, sha256Hex, specTextOf } from '../../shared/plan/hash.js';
 import { parseVersions } from '../../shared/versions/index.js';
 import { sharedFixture } from '../helpers/shared-fixtures.js';
 
@@ -84,6 +85,48 @@ describe('canonicalJson', () => {
       expect(Buffer.isBuffer(big)).toBe(true);
       expect(decodeRevision(big, 'test')).toEqual(many);
     }
+  });
+});
+
+describe('planned states stored from their spec text', () => {
+  it('encode to the same value as encodeRecord, with and without credentials, one by one and as a revision', async () => {
+    const inventory = loadInventory(sharedFixture('servers.tsv'));
+    let checked = 0;
+    for (const module of ['redis', 'haproxy']) {
+      for (const secrets of [undefined, { redis: { active: 2, accepted: [1, 2] } }]) {
+        const d = await computeDesired(getModule(module), { inventory, versions, settings: {} }, resolver, secrets);
+        const states: Record<string, ModuleState> = {};
+        for (const [node, st] of Object.entries(d.states)) {
+          // The planned state keeps the text its hash was computed from; a copy with another
+          // revision number (what a new revision stores) shares it.
+          expect(sha256Hex(specTextOf(st)!.text)).toBe(st.specHash);
+          const copy = { ...st, revision: 7 };
+          keepSpecText(st, copy);
+          expect(specTextOf(copy)!.text).toBe(specTextOf(st)!.text);
+          expect(JSON.parse(stateJson(copy))).toEqual(JSON.parse(encodeRecord(copy)));
+          expect(decodeRecord(stateJson(copy))).toEqual(copy);
+          states[node] = copy;
+          checked++;
+        }
+        const rev: RevisionRecord = { module, revision: 7, createdMs: 1, images: d.images, states, healthyMs: null, sourceRevision: null };
+        expect(JSON.parse(encodeRevision(rev) as string)).toEqual(JSON.parse(encodeRecord(rev)));
+        expect(decodeRevision(encodeRevision(rev), 'test')).toEqual(rev);
+      }
+    }
+    expect(checked).toBe(10);
+  });
+
+  it('a state with a field the spec text does not cover, or with changed spec fields, is encoded whole', async () => {
+    const d = await computeDesired(getModule('haproxy'), { inventory: loadInventory(sharedFixture('servers.tsv')), versions, settings: {} }, resolver);
+    const st = Object.values(d.states)[0]!;
+    const odd = { ...st, extra: 'not a ModuleState field' } as ModuleState;
+    keepSpecText(st, odd);
+    expect(JSON.parse(stateJson(odd))).toEqual(JSON.parse(encodeRecord(odd)));
+    expect(JSON.parse(stateJson(odd)).extra).toBe('not a ModuleState field');
+    // A state read back from the store has no spec text: encodeRecord itself.
+    const back = decodeRecord<ModuleState>(encodeRecord(st));
+    expect(specTextOf(back)).toBeUndefined();
+    expect(stateJson(back)).toBe(encodeRecord(back));
   });
 });
 
