@@ -147,6 +147,8 @@ describe('rollout engine, one wide batch', () => {
     const agents = new Agents();
     for (let i = 0; i < n; i++) agents.views.set(`lb-${i}`, { node: `lb-${i}`, agentVersion: 't', connectedMs: 0, lastSeenMs: 0, facts: null, health: new Map(), containers: [] });
     const sent: string[] = [];
+    const flags: string[] = [];
+    heapGrowth.configure(20, (f) => flags.push(f));
     const engine = new RolloutEngine({
       store, sessions: agents as never, resolver, log: pino({ level: 'silent' }), deliver: (node) => sent.push(node),
       inputs: () => ({ inventory, versions, settings: {} }),
@@ -157,6 +159,10 @@ describe('rollout engine, one wide batch', () => {
     expect(done?.state).toBe('failed');
     expect(done?.error).toBe('internal error: disk I/O error');
     expect(sent).toEqual([]);
+    // The batch's hold on relaxed heap growth is released with the failure, not left behind.
+    expect(heapGrowth.relaxedBy).toBe(0);
+    expect(flags.at(-1)).toBe('--heap-growing-percent=20');
+    heapGrowth.configure(undefined);
     await engine.stop();
     await store.close();
   });
