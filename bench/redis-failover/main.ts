@@ -38,7 +38,7 @@ import { SentinelLinks, parseSwitchMaster } from '../../shared/redis/sentinel.js
 import { AckWriter, countMissing, deleteKeys, measureFailover } from '../../shared/redis/writer.js';
 import { Cluster, FAST_REDIS_SETTINGS, HA_NODES, REDIS_NODES, repoRoot } from '../../test/helpers/cluster.js';
 import { sleep, waitFor } from '../../test/helpers/proc.js';
-import { MASTER_NAME, allHealthy, currentAuth, failing, majorityMaster, redis, replication, useCredentials } from '../../test/helpers/redis-ha.js';
+import { MASTER_NAME, allHealthy, currentAuth, failing, majorityMaster, redis, replication, sentinelsReady, useCredentials } from '../../test/helpers/redis-ha.js';
 
 type Mechanism = 'kb' | 'legacy' | 'tcp-check';
 const MECHANISMS: Mechanism[] = ['kb', 'legacy', 'tcp-check'];
@@ -226,6 +226,11 @@ async function oneRun(run: number, cluster: Cluster, poller: LegacyPoller, args:
     // place before the kill (in a first run on a loaded machine, one was not: the event was
     // missed and the run timed out).
     await waitFor('subscribed to +switch-master on every Sentinel', () => links.subscribedCount() === REDIS_NODES.length, 30_000, 10);
+    // ...and every Sentinel must know both replicas and the other Sentinels, or it cannot fail
+    // over (right after the rollout it may not yet: a run timed out waiting for the switch).
+    const readyFrom = Date.now();
+    await waitFor('every Sentinel knows every replica and Sentinel', () => sentinelsReady(REDIS_NODES), 60_000, 250);
+    log(`run ${run}: every Sentinel knows both replicas and the other Sentinels (waited ${Date.now() - readyFrom} ms for it)`);
     await sleep(500);
     const agent = cluster.agents.get(oldNode.name)!;
     const legacyPhaseMs = Math.random() * args.pollPeriodMs;

@@ -62,6 +62,30 @@ export async function majorityMaster(nodes: TestNode[]): Promise<string | undefi
   return [...count].find(([, c]) => c >= 2)?.[0];
 }
 
+/**
+ * True when every Sentinel of `nodes` can fail the master over now: it lists every other
+ * Redis as a replica with a working link and every other Sentinel. Sentinels learn replicas
+ * from the master's INFO (every 10 s) and each other from hello messages (every 2 s): a
+ * master killed before that, right after a rollout, is not failed over ("no good replica")
+ * until the failover timeout has passed twice.
+ */
+export async function sentinelsReady(nodes: TestNode[]): Promise<boolean> {
+  const redisNodes = nodes.filter((n) => n.role === 'redis');
+  const fields = (row: unknown): Map<string, string> => {
+    const a = row as string[];
+    const m = new Map<string, string>();
+    for (let i = 0; i + 1 < a.length; i += 2) m.set(a[i]!, a[i + 1]!);
+    return m;
+  };
+  const ready = await Promise.all(redisNodes.map((n) => redis(n.ip, 26379, async (r) => {
+    const replicas = ((await r.call('SENTINEL', 'REPLICAS', MASTER_NAME)) as unknown[]).map(fields);
+    const sentinels = (await r.call('SENTINEL', 'SENTINELS', MASTER_NAME)) as unknown[];
+    const good = replicas.filter((x) => x.get('flags') === 'slave' && x.get('master-link-status') === 'ok');
+    return good.length === redisNodes.length - 1 && sentinels.length === redisNodes.length - 1;
+  }).catch(() => false)));
+  return ready.every(Boolean);
+}
+
 /** `INFO replication` of one Redis as a record. */
 export async function replication(ip: string): Promise<Record<string, string>> {
   const text = await redis(ip, 6379, (r) => r.info('replication'));
