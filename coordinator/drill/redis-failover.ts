@@ -25,7 +25,7 @@ import type { DrillEvent, DrillReport, DrillRequest } from '../../proto/types.js
 import { InputError, KbError, errorMessage } from '../../shared/errors/index.js';
 import { formatEndpoint, parseEndpoint, type Endpoint, type RedisAuth } from '../../shared/redis/endpoint.js';
 import { loadIoredis } from '../../shared/redis/client.js';
-import { SentinelLinks, askSentinels, describeTally, parseSwitchMaster, tally } from '../../shared/redis/sentinel.js';
+import { SentinelLinks, askSentinels, describeTally, parseSwitchMaster, sentinelsNotReady, tally } from '../../shared/redis/sentinel.js';
 import { AckWriter, countMissing, deleteKeys, measureFailover } from '../../shared/redis/writer.js';
 import { requestContainerAction } from '../container-actions.js';
 import { haproxyHosts, haproxyModule, redisFrontends, type HaproxySettings } from '../modules/haproxy.js';
@@ -42,6 +42,8 @@ export class DrillRefusedError extends KbError {
 
 export const DRILL_DEFAULTS = { mode: 'stop', failoverTimeoutMs: 90_000, healthyDeadlineMs: 120_000, writeIntervalMs: 5 } as const;
 const MODES = ['stop', 'pause', 'kill'] as const;
+/** Longest wait, before anything is broken, for every Sentinel to know the replicas and each other. */
+const SENTINEL_READY_WAIT_MS = 30_000;
 /** Sentinel events worth a line in the timeline. */
 const SENTINEL_EVENTS = ['+sdown', '-sdown', '+odown', '-odown', '+try-failover', '+elected-leader', '+selected-slave', '+promoted-slave', '+failover-end', '+switch-master', '+convert-to-slave', '-role-change', '+role-change'];
 
@@ -114,6 +116,17 @@ export async function runRedisFailoverDrill(deps: DrillDeps, req: DrillRequest, 
   const oldMaster = t0.agreed;
   const oldNode = topo.redis.find((r) => `${r.host}:${r.port}` === oldMaster)?.node;
   if (!oldNode) throw new DrillRefusedError(`the Sentinels name ${oldMaster} master, which is no redis node of ${inv.file}`);
+  // Every Sentinel must be able to fail over before the master is broken: right after a
+  // rollout a Sentinel may not know the replicas yet, and the failover would be aborted.
+  const want = { replicas: topo.redis.length - 1, sentinels: sentinels.length - 1 };
+  const readyFrom = Date.now();
+  let notReady = await sentinelsNotReady(sentinels, topo.masterName, want, { timeoutMs: 1000, auth: sentinelAuth });
+  while (notReady && Date.now() - readyFrom < SENTINEL_READY_WAIT_MS) {
+    await sleep(500);
+    notReady = await sentinelsNotReady(sentinels, topo.masterName, want, { timeoutMs: 1000, auth: sentinelAuth });
+  }
+  if (notReady) throw new DrillRefusedError(`the Sentinels could not fail the master over now (after ${SENTINEL_READY_WAIT_MS / 1000} s): ${notReady}`);
+  const readyWaitMs = Date.now() - readyFrom;
 
   const proxy: Endpoint = { host: via.host, port: via.port };
   const proxyText = formatEndpoint(proxy);
@@ -130,6 +143,7 @@ export async function runRedisFailoverDrill(deps: DrillDeps, req: DrillRequest, 
     promotionMs: 0, switchMs: 0, writeOutageMs: 0, writesAcked: 0, writesLost: 0, writesFailed: 0, rejoinMs: 0, healthyAfter: false,
     timeline, startedMs: started, finishedMs: 0, failedAtMs: 0, switchMasterAtMs: 0, firstAckNewAtMs: 0, lastAckOldAtMs: 0, returnedToOld: false,
   };
+  if (readyWaitMs >= 500) note('drill', `waited ${readyWaitMs} ms until every Sentinel knew ${want.replicas} replicas in sync and ${want.sentinels} other Sentinels`, readyFrom + readyWaitMs);
   note('drill', `master is ${oldNode} ${oldMaster} (${describeTally(t0)}); writing through HAProxy ${via.node} ${proxyText}; mode ${mode}`);
 
   let switchAt: { atMs: number; to: string; sentinel: string } | undefined;

@@ -91,6 +91,42 @@ export async function sentinelMaster(s: Endpoint, masterName: string, opts: { ti
   return withRedis(s, opts, async (r) => flatToRecord(await r.call('SENTINEL', 'master', masterName)));
 }
 
+/**
+ * What keeps a Sentinel from failing `masterName` over now, from its `SENTINEL REPLICAS` and
+ * `SENTINEL SENTINELS` replies: fewer replicas than `want.replicas` flagged plain `slave`
+ * with `master-link-status` ok, or fewer other Sentinels than `want.sentinels`. Sentinels
+ * learn replicas from the master's INFO (every 10 s) and each other from hello messages
+ * (every 2 s): right after a rollout a Sentinel may know neither, and a master that fails
+ * then is not failed over ("no good replica") until twice the failover timeout. Undefined
+ * when ready.
+ */
+export function failoverReadiness(replicasReply: unknown, sentinelsReply: unknown, want: { replicas: number; sentinels: number }): string | undefined {
+  const replicas = Array.isArray(replicasReply) ? replicasReply.map(flatToRecord) : [];
+  const good = replicas.filter((r) => r.flags === 'slave' && r['master-link-status'] === 'ok');
+  const sentinels = Array.isArray(sentinelsReply) ? sentinelsReply.length : 0;
+  const problems: string[] = [];
+  if (good.length < want.replicas) {
+    const others = replicas.filter((r) => !good.includes(r)).map((r) => `${r.ip}:${r.port} ${r.flags}, link ${r['master-link-status']}`);
+    problems.push(`knows ${good.length} of ${want.replicas} replicas in sync${others.length ? ` (${others.join('; ')})` : ''}`);
+  }
+  if (sentinels < want.sentinels) problems.push(`knows ${sentinels} of ${want.sentinels} other Sentinels`);
+  return problems.length ? problems.join(', ') : undefined;
+}
+
+/** failoverReadiness of every Sentinel (fresh connections): the problems by Sentinel, or undefined when all are ready. */
+export async function sentinelsNotReady(sentinels: readonly Endpoint[], masterName: string, want: { replicas: number; sentinels: number }, opts: { timeoutMs: number; auth?: RedisAuth }): Promise<string | undefined> {
+  const problems = await Promise.all(sentinels.map(async (s) => {
+    try {
+      const p = await withRedis(s, opts, async (r) => failoverReadiness(await r.call('SENTINEL', 'REPLICAS', masterName), await r.call('SENTINEL', 'SENTINELS', masterName), want));
+      return p && `${formatEndpoint(s)} ${p}`;
+    } catch (err) {
+      return `${formatEndpoint(s)}: ${errorMessage(err)}`;
+    }
+  }));
+  const found = problems.filter(Boolean);
+  return found.length ? found.join('; ') : undefined;
+}
+
 /** [k1, v1, k2, v2, ...] -> { k1: v1, ... } */
 export function flatToRecord(reply: unknown): Record<string, string> {
   const out: Record<string, string> = {};

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { CREDENTIALS_DIR, parseEnvFile } from '../../shared/credentials/index.js';
 import type { RedisAuth } from '../../shared/redis/endpoint.js';
+import { sentinelsNotReady } from '../../shared/redis/sentinel.js';
 import type { Cluster, TestNode } from './cluster.js';
 
 export const MASTER_NAME = 'kb-redis-master';
@@ -62,28 +63,11 @@ export async function majorityMaster(nodes: TestNode[]): Promise<string | undefi
   return [...count].find(([, c]) => c >= 2)?.[0];
 }
 
-/**
- * True when every Sentinel of `nodes` can fail the master over now: it lists every other
- * Redis as a replica with a working link and every other Sentinel. Sentinels learn replicas
- * from the master's INFO (every 10 s) and each other from hello messages (every 2 s): a
- * master killed before that, right after a rollout, is not failed over ("no good replica")
- * until the failover timeout has passed twice.
- */
+/** True when every Sentinel of `nodes` can fail the master over now (shared/redis/sentinel.ts failoverReadiness). */
 export async function sentinelsReady(nodes: TestNode[]): Promise<boolean> {
   const redisNodes = nodes.filter((n) => n.role === 'redis');
-  const fields = (row: unknown): Map<string, string> => {
-    const a = row as string[];
-    const m = new Map<string, string>();
-    for (let i = 0; i + 1 < a.length; i += 2) m.set(a[i]!, a[i + 1]!);
-    return m;
-  };
-  const ready = await Promise.all(redisNodes.map((n) => redis(n.ip, 26379, async (r) => {
-    const replicas = ((await r.call('SENTINEL', 'REPLICAS', MASTER_NAME)) as unknown[]).map(fields);
-    const sentinels = (await r.call('SENTINEL', 'SENTINELS', MASTER_NAME)) as unknown[];
-    const good = replicas.filter((x) => x.get('flags') === 'slave' && x.get('master-link-status') === 'ok');
-    return good.length === redisNodes.length - 1 && sentinels.length === redisNodes.length - 1;
-  }).catch(() => false)));
-  return ready.every(Boolean);
+  const want = { replicas: redisNodes.length - 1, sentinels: redisNodes.length - 1 };
+  return !(await sentinelsNotReady(redisNodes.map((n) => ({ host: n.ip, port: 26379 })), MASTER_NAME, want, { timeoutMs: 2000, auth: currentAuth().sentinel }));
 }
 
 /** `INFO replication` of one Redis as a record. */

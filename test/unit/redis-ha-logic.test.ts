@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ModuleState } from '../../proto/types.js';
 import { container } from '../../shared/plan/builders.js';
 import { parseEndpoint } from '../../shared/redis/endpoint.js';
-import { describeTally, flatToRecord, parseSwitchMaster, tally } from '../../shared/redis/sentinel.js';
+import { describeTally, failoverReadiness, flatToRecord, parseSwitchMaster, tally } from '../../shared/redis/sentinel.js';
 import { measureFailover, type Ack } from '../../shared/redis/writer.js';
 import { ContainerActions } from '../../agent/actions.js';
 import { isReady, parseServersState, routedTo } from '../../agent/follower/runtime-api.js';
@@ -147,5 +147,21 @@ describe('container actions (drills) and holds', () => {
     expect(await actions.handle({ id: 'y', module: 'redis', container: 'nope', action: 'stop', holdMs: 0 })).toMatchObject({ ok: false, error: 'container nope of module redis does not exist on redis-01' });
     expect(actions.isHeld('redis', 'nope')).toBe(false);
     expect(engine.byName('redis')!.state).toBe('running');
+  });
+});
+
+describe('failoverReadiness (can a Sentinel fail the master over now)', () => {
+  const replica = (ip: string, flags: string, link: string) => ['name', `${ip}:6379`, 'ip', ip, 'port', '6379', 'flags', flags, 'master-link-status', link];
+  const sentinel = (ip: string) => ['name', 'x', 'ip', ip, 'port', '26379', 'flags', 'sentinel'];
+  const want = { replicas: 2, sentinels: 2 };
+  it('is ready with every replica in sync and every other Sentinel known', () => {
+    expect(failoverReadiness([replica('10.0.0.2', 'slave', 'ok'), replica('10.0.0.3', 'slave', 'ok')], [sentinel('10.0.0.2'), sentinel('10.0.0.3')], want)).toBeUndefined();
+  });
+  it('names what is missing: replicas not yet learned, a replica down or not in sync, Sentinels not yet heard', () => {
+    expect(failoverReadiness([], [], want)).toBe('knows 0 of 2 replicas in sync, knows 0 of 2 other Sentinels');
+    expect(failoverReadiness([replica('10.0.0.2', 'slave', 'ok'), replica('10.0.0.3', 's_down,slave,disconnected', 'err')], [sentinel('10.0.0.2'), sentinel('10.0.0.3')], want))
+      .toBe('knows 1 of 2 replicas in sync (10.0.0.3:6379 s_down,slave,disconnected, link err)');
+    expect(failoverReadiness([replica('10.0.0.2', 'slave', 'ok'), replica('10.0.0.3', 'slave', 'ok')], [sentinel('10.0.0.2')], want)).toBe('knows 1 of 2 other Sentinels');
+    expect(failoverReadiness(null, 'ERR', want)).toBe('knows 0 of 2 replicas in sync, knows 0 of 2 other Sentinels');
   });
 });
