@@ -120,10 +120,9 @@ export async function runRedisFailoverDrill(deps: DrillDeps, req: DrillRequest, 
   // rollout a Sentinel may not know the replicas yet, and the failover would be aborted.
   const want = { replicas: topo.redis.length - 1, sentinels: sentinels.length - 1 };
   const readyFrom = Date.now();
-  let notReady = await sentinelsNotReady(sentinels, topo.masterName, want, { timeoutMs: 1000, auth: sentinelAuth });
-  while (notReady && Date.now() - readyFrom < SENTINEL_READY_WAIT_MS) {
+  let notReady: string | undefined;
+  while ((notReady = await sentinelsNotReady(sentinels, topo.masterName, want, { timeoutMs: 1000, auth: sentinelAuth })) && Date.now() - readyFrom < SENTINEL_READY_WAIT_MS) {
     await sleep(500);
-    notReady = await sentinelsNotReady(sentinels, topo.masterName, want, { timeoutMs: 1000, auth: sentinelAuth });
   }
   if (notReady) throw new DrillRefusedError(`the Sentinels could not fail the master over now (after ${SENTINEL_READY_WAIT_MS / 1000} s): ${notReady}`);
   const readyWaitMs = Date.now() - readyFrom;

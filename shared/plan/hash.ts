@@ -87,6 +87,12 @@ export function containerSpecHash(c: ContainerSpec): string {
   return sha256Hex(canonicalJson(c)).slice(0, 32);
 }
 
+/** The fields of a state that its spec hash covers (see moduleSpecHash, specPart). */
+type SpecFields = {
+  module: string; containers: ContainerSpec[]; files: FileSpec[]; healthChecks: HealthCheck[]; redisFollower?: RedisMasterFollower | null;
+  secrets?: SecretRef[]; secretFiles?: SecretFile[];
+};
+
 /**
  * Stable content hash of a module's desired state on one node. It covers containers,
  * files, health checks, the Redis master follower (only when set, so states without one keep
@@ -100,11 +106,6 @@ export function containerSpecHash(c: ContainerSpec): string {
 export function moduleSpecHash(s: SpecFields): string {
   return sha256Hex(canonicalJson(specPart(s)));
 }
-
-type SpecFields = {
-  module: string; containers: ContainerSpec[]; files: FileSpec[]; healthChecks: HealthCheck[]; redisFollower?: RedisMasterFollower | null;
-  secrets?: SecretRef[]; secretFiles?: SecretFile[];
-};
 
 /** The fields of a state that its spec hash covers (see moduleSpecHash). */
 function specPart(s: SpecFields): Record<string, unknown> {
