@@ -14,7 +14,7 @@ import { reconcileModule, type ReconcileContext } from '../../agent/reconcile/in
 import { FakeEngine } from '../helpers/fake-engine.js';
 
 describe('Sentinel majority (the split-brain guard)', () => {
-  const s = (n: number) => `10.0.0.${n}:26379`;
+  const s = (n: number) => `127.0.1.${n}:26379`;
 
   it('agrees on a master only with a majority of the configured Sentinels', () => {
     const t = tally([{ sentinel: s(1), master: 'B' }, { sentinel: s(2), master: 'B' }, { sentinel: s(3), master: 'C' }], 3);
@@ -33,11 +33,11 @@ describe('Sentinel majority (the split-brain guard)', () => {
   });
 
   it('reads +switch-master messages and SENTINEL MASTER replies', () => {
-    expect(parseSwitchMaster('kb-redis-master 10.0.0.1 6379 10.0.0.2 6379')).toEqual({ name: 'kb-redis-master', from: '10.0.0.1:6379', to: '10.0.0.2:6379' });
+    expect(parseSwitchMaster('kb-redis-master 127.0.1.1 6379 127.0.1.2 6379')).toEqual({ name: 'kb-redis-master', from: '127.0.1.1:6379', to: '127.0.1.2:6379' });
     expect(parseSwitchMaster('garbage')).toBeUndefined();
     expect(flatToRecord(['flags', 'master', 'num-other-sentinels', '2'])).toEqual({ flags: 'master', 'num-other-sentinels': '2' });
-    expect(parseEndpoint('10.0.0.1:26379')).toEqual({ host: '10.0.0.1', port: 26379 });
-    expect(() => parseEndpoint('10.0.0.1')).toThrow('"10.0.0.1" is not host:port');
+    expect(parseEndpoint('127.0.1.1:26379')).toEqual({ host: '127.0.1.1', port: 26379 });
+    expect(() => parseEndpoint('127.0.1.1')).toThrow('"127.0.1.1" is not host:port');
     expect(() => parseEndpoint('h:70000')).toThrow('is not host:port');
   });
 });
@@ -155,13 +155,13 @@ describe('failoverReadiness (can a Sentinel fail the master over now)', () => {
   const sentinel = (ip: string) => ['name', 'x', 'ip', ip, 'port', '26379', 'flags', 'sentinel'];
   const want = { replicas: 2, sentinels: 2 };
   it('is ready with every replica in sync and every other Sentinel known', () => {
-    expect(failoverReadiness([replica('10.0.0.2', 'slave', 'ok'), replica('10.0.0.3', 'slave', 'ok')], [sentinel('10.0.0.2'), sentinel('10.0.0.3')], want)).toBeUndefined();
+    expect(failoverReadiness([replica('127.0.1.2', 'slave', 'ok'), replica('127.0.1.3', 'slave', 'ok')], [sentinel('127.0.1.2'), sentinel('127.0.1.3')], want)).toBeUndefined();
   });
   it('names what is missing: replicas not yet learned, a replica down or not in sync, Sentinels not yet heard', () => {
     expect(failoverReadiness([], [], want)).toBe('knows 0 of 2 replicas in sync, knows 0 of 2 other Sentinels');
-    expect(failoverReadiness([replica('10.0.0.2', 'slave', 'ok'), replica('10.0.0.3', 's_down,slave,disconnected', 'err')], [sentinel('10.0.0.2'), sentinel('10.0.0.3')], want))
-      .toBe('knows 1 of 2 replicas in sync (10.0.0.3:6379 s_down,slave,disconnected, link err)');
-    expect(failoverReadiness([replica('10.0.0.2', 'slave', 'ok'), replica('10.0.0.3', 'slave', 'ok')], [sentinel('10.0.0.2')], want)).toBe('knows 1 of 2 other Sentinels');
+    expect(failoverReadiness([replica('127.0.1.2', 'slave', 'ok'), replica('127.0.1.3', 's_down,slave,disconnected', 'err')], [sentinel('127.0.1.2'), sentinel('127.0.1.3')], want))
+      .toBe('knows 1 of 2 replicas in sync (127.0.1.3:6379 s_down,slave,disconnected, link err)');
+    expect(failoverReadiness([replica('127.0.1.2', 'slave', 'ok'), replica('127.0.1.3', 'slave', 'ok')], [sentinel('127.0.1.2')], want)).toBe('knows 1 of 2 other Sentinels');
     expect(failoverReadiness(null, 'ERR', want)).toBe('knows 0 of 2 replicas in sync, knows 0 of 2 other Sentinels');
   });
 });
