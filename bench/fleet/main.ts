@@ -43,6 +43,11 @@ import { createCsr, exportPrivateKeyPem, generateKeyPair } from '../../shared/tl
 import { ControlClient } from '../../coordinator/kbctl/client.js';
 import { readKbConfig } from '../../coordinator/kbctl/config.js';
 import { loadTestbed } from '../../test/helpers/testbed.js';
+import { computeDesired } from '../../coordinator/planner.js';
+import { getModule } from '../../coordinator/modules/index.js';
+import { Inputs } from '../../coordinator/inputs.js';
+import { RegistryResolver } from '../../coordinator/images/resolve.js';
+import { findCredential } from '../../shared/credentials/index.js';
 
 const here = fileURLToPath(import.meta.url);
 const repoRoot = path.resolve(path.dirname(here), '../..');
@@ -57,7 +62,7 @@ const NO_ENGINE = 'simulated agent (bench/fleet): no container engine behind thi
 interface Identity { node: string; keyPem: string; certPem: string }
 type ToWorker =
   | { cmd: 'enroll'; nodes: { node: string; token: string }[]; bootstrapUrl: string; caPem: string; concurrency: number }
-  | { cmd: 'connect'; target: string; caPem: string; concurrency: number }
+  | { cmd: 'connect'; target: string; caPem: string; concurrency: number; warm: CoordinatorMessage }
   | { cmd: 'disconnect' }
   | { cmd: 'reset-acks' }
   | { cmd: 'stats' };
@@ -66,7 +71,7 @@ type FromWorker =
   | { ev: 'connected'; count: number; failed: string[]; lastMs: number }
   | { ev: 'disconnected' }
   | { ev: 'acks-reset' }
-  | { ev: 'stats'; acks: number[]; received: number; results: number; health: number; heartbeats: number; sample?: ModuleState; sampleBytes: number; open: number; drops: number; lastError: string };
+  | { ev: 'stats'; acks: number[]; received: number; results: number; health: number; heartbeats: number; sample?: CoordinatorMessage; sampleBytes: number; open: number; drops: number; lastError: string };
 
 // ---------------------------------------------------------------- worker role
 
@@ -89,7 +94,7 @@ async function workerRole(): Promise<void> {
         });
         send({ ev: 'enrolled', count: ids.length, failed });
       } else if (m.cmd === 'connect') {
-        warmCodecs();
+        warmCodecs(m.warm);
         sessions = ids.map((id) => new SimSession(id, m.target, m.caPem));
         const failed: string[] = [];
         let lastMs = 0;
@@ -110,13 +115,13 @@ async function workerRole(): Promise<void> {
         for (const s of sessions) s.ackAtMs = 0;
         send({ ev: 'acks-reset' });
       } else if (m.cmd === 'stats') {
-        const sample = sessions.find((s) => s.held)?.held;
+        const sample = sessions.find((s) => s.heldMessage)?.heldMessage;
         const sum = (f: (s: SimSession) => number) => sessions.reduce((a, s) => a + f(s), 0);
         send({
           ev: 'stats',
           acks: sessions.map((s) => s.ackAtMs).filter((x) => x > 0),
           received: sum((s) => s.desiredCount), results: sum((s) => s.resultCount), health: sum((s) => s.healthCount), heartbeats: sum((s) => s.heartbeatCount),
-          sample, sampleBytes: sample ? stateBytes(sample) : 0, open: sessions.filter((s) => s.isOpen).length,
+          sample, sampleBytes: sample ? messageBytes(sample) : 0, open: sessions.filter((s) => s.isOpen).length,
           drops: sum((s) => s.drops), lastError: sessions.find((s) => s.lastError)?.lastError ?? '',
         });
       }
@@ -128,49 +133,46 @@ async function workerRole(): Promise<void> {
 }
 
 /**
- * Runs the simulated agents' message code (decode a desired state the size of kb's HAProxy
- * state, encode an ack and a result) a few thousand times before any session opens. The 4
- * worker processes stand in for thousands of agent processes, each with its own CPU; their
- * JIT warming up on the first fan-out is an artifact of the simulation, and it would land on
- * whichever side (kb or floor) is measured first.
+ * Runs the simulated agents' message code (decode the message kb sends, encode an ack, a
+ * result and a health report naming the state) a few thousand times before any session opens.
+ * The 4 worker processes stand in for thousands of agent processes, each with its own CPU;
+ * their JIT warming up on the first fan-out is an artifact of the simulation, and it would
+ * land on whichever side (kb or floor) is measured first.
+ *
+ * `message` is kb's own plan for one node with its credentials beside it (placeholders for
+ * the values), not a look-alike: code V8 optimized for a message without a field the real one
+ * has is thrown away ("wrong map", "insufficient type feedback") the first time the field
+ * arrives. A hand-made HAProxy-like state without the credentials reference and the checks'
+ * credentials file left 4-5 such deoptimizations per worker in decoding alone, and the
+ * simulated agents used 1.5-2x the CPU in the first round that they used in the next.
  */
 let warmed = false;
-function warmCodecs(): void {
+function warmCodecs(message: CoordinatorMessage): void {
   if (warmed) return;
   warmed = true;
   const session = kbV1().AgentService.service.Session!;
-  const state: ModuleState = {
-    module: 'haproxy', revision: 1, specHash: 'f'.repeat(64),
-    containers: [{
-      name: 'haproxy', image: `127.0.0.1:5000/kb/haproxy:2.6-kb1@sha256:${'a'.repeat(64)}`, args: ['-f', '/usr/local/etc/haproxy/haproxy.cfg'],
-      env: { KB_CONFIG_SHA256: 'c'.repeat(64) },
-      volumes: [
-        { hostPath: '/opt/keybuzz/haproxy/conf', containerPath: '/usr/local/etc/haproxy', readOnly: true },
-        { hostPath: '/opt/keybuzz/haproxy/run', containerPath: '/run/kb-haproxy', readOnly: false },
-      ],
-      networkMode: 'host', restartPolicy: 'unless-stopped', order: 1, entrypoint: '',
-    }],
-    files: [{ path: '/opt/keybuzz/haproxy/conf/haproxy.cfg', mode: 0o644, content: Buffer.alloc(1400, 'x') }],
-    // The shape of kb's HAProxy state: three checks and a Redis master follower, so every
-    // message type the fan-out decodes is warmed (a part left out was decoded cold in round 1).
-    healthChecks: ['tcp', 'redis-follower', 'redis-setget'].map((kind) => (
-      { name: kind, kind, host: '127.0.0.1', port: 6379, path: '', container: '', command: [], expectRole: '', minReplicas: 0, timeoutMs: 2000, sentinels: [], masterName: '', minSentinels: 0 } as ModuleState['healthChecks'][number])),
-    redisFollower: {
-      backend: 'be_redis_master', server: 'redis-master', masterName: 'kb-redis-master', sentinels: ['127.0.0.1:26379', '127.0.0.2:26379', '127.0.0.3:26379'],
-      runtimeSocket: '/opt/keybuzz/haproxy/run/admin.sock', serverStateFile: '/opt/keybuzz/haproxy/run/server-state', reconcileIntervalMs: 2000, timeoutMs: 500,
-    },
-  };
-  const bytes = session.responseSerialize({ desired: state } satisfies CoordinatorMessage);
+  const bytes = session.responseSerialize(message);
   for (let i = 0; i < 3000; i++) {
     const got = (session.responseDeserialize(bytes) as CoordinatorMessage).desired!;
     session.requestSerialize({ ack: { module: got.module, revision: got.revision, specHash: got.specHash } } satisfies AgentMessage);
     session.requestSerialize({ result: { module: got.module, revision: got.revision, specHash: got.specHash, ok: false, error: NO_ENGINE, changed: false, actions: [] } } satisfies AgentMessage);
+    session.requestSerialize({ health: healthReport(got) } satisfies AgentMessage);
   }
 }
 
-/** Size of `state` encoded as the coordinator sends it (a CoordinatorMessage with `desired`). */
-function stateBytes(state: ModuleState): number {
-  return kbV1().AgentService.service.Session!.responseSerialize({ desired: state } satisfies CoordinatorMessage).length;
+/** The simulated agent's health report: its held state's module neither converged nor healthy (no engine), no containers. */
+function healthReport(held: ModuleState | undefined): NonNullable<AgentMessage['health']> {
+  return {
+    facts: FACTS,
+    modules: held ? [{ module: held.module, revision: held.revision, specHash: held.specHash, healthy: false, converged: false, checks: [{ name: 'engine', ok: false, observed: NO_ENGINE }] }] : [],
+    containers: [],
+    observedAtMs: Date.now(),
+  };
+}
+
+/** Size of a message as the coordinator sends it. */
+function messageBytes(message: CoordinatorMessage): number {
+  return kbV1().AgentService.service.Session!.responseSerialize(message).length;
 }
 
 async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
@@ -215,6 +217,8 @@ class SimSession {
   private call: grpc.ClientDuplexStream<AgentMessage, CoordinatorMessage> | undefined;
   private timers: NodeJS.Timeout[] = [];
   held: ModuleState | undefined;
+  /** The whole message that brought `held` (the state and the credentials beside it): what the floor sends. */
+  heldMessage: CoordinatorMessage | undefined;
   ackAtMs = 0;
   desiredCount = 0;
   resultCount = 0;
@@ -265,6 +269,7 @@ class SimSession {
         onOpen?.(Date.now());
         onOpen = undefined;
       } else if (msg.desired) {
+        this.heldMessage = msg;
         this.onDesired(msg.desired);
       }
     });
@@ -297,15 +302,7 @@ class SimSession {
       this.heartbeatCount++;
     });
     every(healthMs, () => {
-      const h = this.held;
-      this.write({
-        health: {
-          facts: FACTS,
-          modules: h ? [{ module: h.module, revision: h.revision, specHash: h.specHash, healthy: false, converged: false, checks: [{ name: 'engine', ok: false, observed: NO_ENGINE }] }] : [],
-          containers: [],
-          observedAtMs: Date.now(),
-        },
-      });
+      this.write({ health: healthReport(this.held) });
       this.healthCount++;
     });
   }
@@ -332,7 +329,7 @@ class SimSession {
 
 // ---------------------------------------------------------------- floor role
 
-type ToFloor = { cmd: 'fanout'; state: ModuleState } | { cmd: 'size'; state: ModuleState } | { cmd: 'count' };
+type ToFloor = { cmd: 'fanout'; message: CoordinatorMessage } | { cmd: 'size'; message: CoordinatorMessage } | { cmd: 'count' };
 
 function floorRole(): void {
   const [certFile, keyFile, caFile, host] = process.argv.slice(4);
@@ -363,8 +360,8 @@ function floorRole(): void {
     process.send!({ ev: 'listening', port });
   });
   process.on('message', (m: ToFloor) => {
-    if (m.cmd === 'fanout') for (const s of streams) s.write({ desired: m.state });
-    else if (m.cmd === 'size') process.send!({ ev: 'size', bytes: stateBytes(m.state) });
+    if (m.cmd === 'fanout') for (const s of streams) s.write(m.message);
+    else if (m.cmd === 'size') process.send!({ ev: 'size', bytes: messageBytes(m.message) });
     else process.send!({ ev: 'count', streams: streams.size });
   });
 }
@@ -534,9 +531,9 @@ async function allStats(workers: Worker[]) {
   };
 }
 
-async function connectAll(workers: Worker[], target: string, caPem: string, pid: number, host: string, port: number): Promise<Pick<Side, 'connected' | 'connectMs' | 'failed' | 'tcp'>> {
+async function connectAll(workers: Worker[], target: string, caPem: string, pid: number, host: string, port: number, warm: CoordinatorMessage): Promise<Pick<Side, 'connected' | 'connectMs' | 'failed' | 'tcp'>> {
   const t0 = Date.now();
-  const res = await Promise.all(workers.map((w) => w.ask<Extract<FromWorker, { ev: 'connected' }>>({ cmd: 'connect', target, caPem, concurrency: 64 })));
+  const res = await Promise.all(workers.map((w) => w.ask<Extract<FromWorker, { ev: 'connected' }>>({ cmd: 'connect', target, caPem, concurrency: 64, warm })));
   const connectMs = Math.max(...res.map((r) => r.lastMs)) - t0;
   const failed = res.flatMap((r) => r.failed);
   await sleep(500);
@@ -676,9 +673,22 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     const coordV8 = (/kb-coordinator listening .*, V8 ([^)]*)\)/.exec(readFileSync(logFile, 'utf8'))?.[1] ?? '').split(' ').filter(Boolean);
     log(`N=${n}: coordinator V8 flags: ${coordV8.join(' ') || 'none'} (the floor gets the same)`);
 
+    // The state the workers warm their message code with before the first session opens: kb's
+    // own plan for one of the nodes (the planner's code and inputs, as bench/rollout-vs-ansible
+    // does), so every field and message the fan-out carries is one the warm-up decoded.
+    const haproxy = getModule('haproxy');
+    const versionsOf = Object.fromEntries((haproxy.credentials ?? []).map((c) => [c, { active: 1, accepted: [] }]));
+    const planned = await computeDesired(haproxy, new Inputs({ inventoryFile: inv, versionsFile: versions, settingsFile: settings, env: 'prod' }).current(), new RegistryResolver(), versionsOf);
+    // The credentials travel beside the state (SecretValue): placeholders under the same names
+    // stand in for the values.
+    const warm: CoordinatorMessage = {
+      desired: { ...planned.states[nodeName(0)]!, revision: 1 },
+      secretValues: (haproxy.credentials ?? []).map((c) => ({ name: c, version: 1, vars: Object.fromEntries(findCredential(c)!.vars.map((v) => [v.name, 'p'.repeat(32)])) })),
+    };
+
     // ---- kb
     log(`N=${n}: kb: connecting ${n} sessions`);
-    const kbConn = await connectAll(workers, `${HOST}:${grpcPort}`, cfg.ca, pid, HOST, grpcPort);
+    const kbConn = await connectAll(workers, `${HOST}:${grpcPort}`, cfg.ca, pid, HOST, grpcPort, warm);
     log(`N=${n}: kb: ${kbConn.connected}/${n} connected in ${kbConn.connectMs} ms; ${kbConn.tcp} established TCP connections to ${HOST}:${grpcPort}; RSS ${(procUsage(pid).rssBytes / 2 ** 20).toFixed(0)} MB`);
     const control2 = new ControlClient({ address: `${HOST}:${grpcPort}`, plaintext: false, tls: { ca: cfg.ca, certificate: cfg.certificate, key: cfg.key }, timeoutMs: 600_000 });
     // The operator's connection is opened (TLS handshake done) before the clock starts, as the
@@ -748,14 +758,14 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
       { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', env: { ...process.env, FLEET_HEALTH_MS: String(args.healthMs), FLEET_HEARTBEAT_MS: '5000' } });
     const floorPort = await new Promise<number>((resolve) => floor!.once('message', (m: { port: number }) => resolve(m.port)));
     log(`N=${n}: floor: connecting ${n} sessions`);
-    const flConn = await connectAll(workers, `${HOST}:${floorPort}`, cfg.ca, floor.pid!, HOST, floorPort);
+    const flConn = await connectAll(workers, `${HOST}:${floorPort}`, cfg.ca, floor.pid!, HOST, floorPort, warm);
     log(`N=${n}: floor: ${flConn.connected}/${n} connected in ${flConn.connectMs} ms; ${flConn.tcp} established TCP connections; RSS ${(procUsage(floor.pid!).rssBytes / 2 ** 20).toFixed(0)} MB`);
     if (!sample) throw new Error('no desired state reached any simulated agent from kb: nothing to send from the floor');
-    // The floor must send the very message kb sent, byte for byte in size.
-    floor.send({ cmd: 'size', state: sample });
+    // The floor must send the very message kb sent (the state and the credentials beside it), byte for byte in size.
+    floor.send({ cmd: 'size', message: sample });
     const floorBytes = await new Promise<number>((resolve) => floor!.once('message', (m: { bytes: number }) => resolve(m.bytes)));
-    if (floorBytes !== sampleBytes) throw new Error(`the floor would send ${floorBytes} bytes per state, kb sent ${sampleBytes}: the sample state did not reach the floor intact`);
-    log(`N=${n}: floor: sends kb's ${sampleBytes}-byte state`);
+    if (floorBytes !== sampleBytes) throw new Error(`the floor would send ${floorBytes} bytes per message, kb sent ${sampleBytes}: the sample message did not reach the floor intact`);
+    log(`N=${n}: floor: sends kb's ${sampleBytes}-byte message (state and credentials)`);
     const flRounds: Round[] = [];
     for (let k = 1; k <= args.rounds; k++) {
       if (k > 1) {
@@ -764,7 +774,7 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
       }
       const fcpu0 = fanoutCpu(floor.pid!, workers);
       const f0 = Date.now();
-      floor.send({ cmd: 'fanout', state: sample });
+      floor.send({ cmd: 'fanout', message: sample });
       const flAcks = (await waitAcks(workers, flConn.connected, 300_000)).map((t) => t - f0);
       const flCpu = fcpu0.since();
       flRounds.push(toRound(flAcks, flCpu));

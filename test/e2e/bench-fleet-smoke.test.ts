@@ -64,8 +64,8 @@ describe('bench fleet smoke', () => {
     expect(kb.rollout).toMatchObject({ state: 'failed', nodes: 50 });
     expect(r.out).toMatch(/kb: round 2: rollout planned and stored after \d+ ms, failed after/);
     for (const x of kb.rounds) expect(x.plannedMs).toBeGreaterThanOrEqual(0);
-    // The floor sends kb's state as kb encoded it, file contents included (the run stops otherwise).
-    const bytes = /floor: sends kb's (\d+)-byte state/.exec(r.out);
+    // The floor sends kb's message as kb encoded it, file contents and credentials included (the run stops otherwise).
+    const bytes = /floor: sends kb's (\d+)-byte message \(state and credentials\)/.exec(r.out);
     expect(Number(bytes?.[1])).toBeGreaterThan(1000);
   });
 });
