@@ -25,22 +25,34 @@ export interface InputFiles {
 export class Inputs {
   private cached: { key: string; inputs: PlanInputs } | undefined;
   private good: PlanInputs | undefined;
+  /** Each file's last clean parse and the stamp it was read at: a settings change does not re-read a 5,000-row servers.tsv. */
+  private readonly parsed = new Map<string, { stamp: string; value: unknown }>();
 
   constructor(private readonly files: InputFiles) {
     this.current();
   }
 
   current(): PlanInputs {
-    const key = [this.files.inventoryFile, this.files.versionsFile, this.files.settingsFile].map(stamp).join('|');
+    const { inventoryFile, versionsFile, settingsFile, env } = this.files;
+    const stamps = [inventoryFile, versionsFile, settingsFile].map(stamp);
+    const key = stamps.join('|');
     if (this.cached?.key === key) return this.cached.inputs;
     const inputs: PlanInputs = {
-      inventory: loadInventory(this.files.inventoryFile, { env: this.files.env }),
-      versions: loadVersions(this.files.versionsFile),
-      settings: this.files.settingsFile ? loadSettingsFile(this.files.settingsFile, MODULES.map((m) => m.name)) : {},
+      inventory: this.parse('inventory', stamps[0]!, () => loadInventory(inventoryFile, { env })),
+      versions: this.parse('versions', stamps[1]!, () => loadVersions(versionsFile)),
+      settings: settingsFile ? this.parse('settings', stamps[2]!, () => loadSettingsFile(settingsFile, MODULES.map((m) => m.name))) : {},
     };
     this.cached = { key, inputs };
     this.good = inputs;
     return inputs;
+  }
+
+  private parse<T>(role: 'inventory' | 'versions' | 'settings', at: string, load: () => T): T {
+    const hit = this.parsed.get(role);
+    if (hit && hit.stamp === at && at !== 'missing') return hit.value as T;
+    const value = load();
+    this.parsed.set(role, { stamp: at, value });
+    return value;
   }
 
   lastGood(): PlanInputs {
