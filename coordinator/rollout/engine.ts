@@ -37,6 +37,23 @@ export const WIDE_BATCH = 100;
 
 export const ROLLOUT_DEFAULTS = { maxParallel: 1, healthyDeadlineMs: 120_000, minHealthyTimeMs: 10_000 } as const;
 
+/**
+ * The nodes a rollout-level event names: every one up to WIDE_BATCH, else the count with the
+ * first and last ("5000 nodes (lb-00001 ... lb-05000)"). The rollout record lists every node
+ * with its phase (`kbctl rollout status`); an event naming 5,000 of them was a 60 KB log line.
+ */
+export function nodeList(names: readonly string[]): string {
+  return names.length <= WIDE_BATCH ? names.join(', ') : `${names.length} nodes (${names[0]} ... ${names.at(-1)})`;
+}
+
+/** Each node's phase ("db-01=healthy db-02=pending") up to WIDE_BATCH nodes, else the count of nodes per phase. */
+export function nodePhases(nodes: readonly RolloutNodeRecord[]): string {
+  if (nodes.length <= WIDE_BATCH) return nodes.map((n) => `${n.node}=${n.phase}`).join(' ');
+  const per = new Map<string, number>();
+  for (const n of nodes) per.set(n.phase, (per.get(n.phase) ?? 0) + 1);
+  return `${nodeList(nodes.map((n) => n.node))}: ${[...per].map(([phase, k]) => `${k} ${phase}`).join(', ')}`;
+}
+
 /** Thrown when a rollout cannot start (another one running, nothing to undo to, ...). */
 export class RolloutError extends KbError {
   override name = 'RolloutError';
@@ -273,7 +290,7 @@ export class RolloutEngine {
       if (!target.healthyMs) await store.markRevisionHealthy(module, target.revision, now);
       return r;
     }
-    await this.event(r, 'rollout-start', '', `revision ${target.revision} (from ${r.fromRevision}) on ${nodes.map((n) => n.node).join(', ')}; max_parallel ${r.maxParallel}; images ${Object.values(target.images).join(', ')}`);
+    await this.event(r, 'rollout-start', '', `revision ${target.revision} (from ${r.fromRevision}) on ${nodeList(nodes.map((n) => n.node))}; max_parallel ${r.maxParallel}; images ${Object.values(target.images).join(', ')}`);
     // The revision just stored is driven from memory (at thousands of nodes, reading its
     // states back from the store costs a parse of megabytes of JSON before the first send).
     this.launch(r, target);
@@ -284,7 +301,7 @@ export class RolloutEngine {
   async resumeAll(): Promise<void> {
     for (const r of await this.deps.store.listRollouts({ state: 'running' })) {
       if (this.running.has(r.id)) continue;
-      await this.event(r, 'rollout-resume', '', `resuming ${this.deps.resumeReason ?? 'after coordinator restart'}: ${r.nodes.map((n) => `${n.node}=${n.phase}`).join(' ')}`);
+      await this.event(r, 'rollout-resume', '', `resuming ${this.deps.resumeReason ?? 'after coordinator restart'}: ${nodePhases(r.nodes)}`);
       this.launch(r);
     }
   }
@@ -336,7 +353,7 @@ export class RolloutEngine {
       if (this.stopped) return;
       this.deps.store.getRollout(id).then(async (r) => {
         if (!r || r.state !== 'running' || this.stopped || this.running.has(id)) return;
-        await this.event(r, 'rollout-resume', '', `resuming after a store outage: ${r.nodes.map((n) => `${n.node}=${n.phase}`).join(' ')}`);
+        await this.event(r, 'rollout-resume', '', `resuming after a store outage: ${nodePhases(r.nodes)}`);
         this.launch(r);
       }).catch((err: unknown) => {
         if (this.stopped || err instanceof FencedWriteError || err instanceof EngineStoppedError) return;

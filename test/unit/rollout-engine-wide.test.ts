@@ -6,7 +6,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { ImageResolver } from '../../coordinator/images/resolve.js';
 import { heapGrowth } from '../../coordinator/memory.js';
-import { RolloutEngine, saveSpacingMs, WIDE_BATCH } from '../../coordinator/rollout/engine.js';
+import { nodeList, nodePhases, RolloutEngine, saveSpacingMs, WIDE_BATCH } from '../../coordinator/rollout/engine.js';
 import type { NodeSessionView } from '../../coordinator/sessions.js';
 import { SqliteStore } from '../../coordinator/store/sqlite.js';
 import type { AssignmentRecord, RolloutRecord } from '../../coordinator/store/types.js';
@@ -104,6 +104,10 @@ describe('rollout engine, one wide batch', () => {
     expect(n).toBeGreaterThan(WIDE_BATCH);
     expect(count('batch-apply')).toBe(1);
     expect(events.find((e) => e.kind === 'batch-apply')!.message).toContain(`to ${n} nodes (lb-0 ... lb-${n - 1})`);
+    // The rollout's own start event names the count and the first and last node, not all 400.
+    const started = events.find((e) => e.kind === 'rollout-start')!.message;
+    expect(started).toMatch(new RegExp(`^revision 1 \\(from 0\\) on ${n} nodes \\(lb-0 \\.\\.\\. lb-${n - 1}\\); max_parallel ${n}; images `));
+    expect(started.length).toBeLessThan(300);
     expect(count('node-apply')).toBe(0);
     expect(count('node-healthy')).toBe(n);
     // In the log, the nodes' events are digests (one line per kind per second, naming the
@@ -165,6 +169,16 @@ describe('rollout engine, one wide batch', () => {
     heapGrowth.configure(undefined);
     await engine.stop();
     await store.close();
+  });
+
+  it('names every node of a narrow rollout in its own events, and the count, first and last node of a wide one', () => {
+    const names = (k: number) => Array.from({ length: k }, (_, i) => `lb-${i + 1}`);
+    expect(nodeList(['redis-01', 'redis-02', 'redis-03'])).toBe('redis-01, redis-02, redis-03');
+    expect(nodeList(names(WIDE_BATCH))).toBe(names(WIDE_BATCH).join(', '));
+    expect(nodeList(names(WIDE_BATCH + 1))).toBe(`${WIDE_BATCH + 1} nodes (lb-1 ... lb-${WIDE_BATCH + 1})`);
+    expect(nodePhases([{ node: 'redis-01', phase: 'healthy', error: '' }, { node: 'redis-02', phase: 'pending', error: '' }])).toBe('redis-01=healthy redis-02=pending');
+    const wide = names(5000).map((node, i) => ({ node, phase: (i < 4990 ? 'applying' : 'healthy') as RolloutRecord['nodes'][number]['phase'], error: '' }));
+    expect(nodePhases(wide)).toBe('5000 nodes (lb-1 ... lb-5000): 4990 applying, 10 healthy');
   });
 
   it('paces writes of a rollout record by its width', () => {
