@@ -25,7 +25,7 @@ import type { DrillEvent, DrillReport, DrillRequest } from '../../proto/types.js
 import { InputError, KbError, errorMessage } from '../../shared/errors/index.js';
 import { formatEndpoint, parseEndpoint, type Endpoint, type RedisAuth } from '../../shared/redis/endpoint.js';
 import { loadIoredis } from '../../shared/redis/client.js';
-import { SentinelLinks, askSentinels, describeTally, parseSwitchMaster, sentinelsNotReady, tally } from '../../shared/redis/sentinel.js';
+import { SentinelLinks, askSentinels, describeTally, parseSwitchMaster, tally, waitForFailoverReadiness } from '../../shared/redis/sentinel.js';
 import { AckWriter, countMissing, deleteKeys, measureFailover } from '../../shared/redis/writer.js';
 import { requestContainerAction } from '../container-actions.js';
 import { haproxyHosts, haproxyModule, redisFrontends, type HaproxySettings } from '../modules/haproxy.js';
@@ -120,12 +120,8 @@ export async function runRedisFailoverDrill(deps: DrillDeps, req: DrillRequest, 
   // rollout a Sentinel may not know the replicas yet, and the failover would be aborted.
   const want = { replicas: topo.redis.length - 1, sentinels: sentinels.length - 1 };
   const readyFrom = Date.now();
-  let notReady: string | undefined;
-  while ((notReady = await sentinelsNotReady(sentinels, topo.masterName, want, { timeoutMs: 1000, auth: sentinelAuth })) && Date.now() - readyFrom < SENTINEL_READY_WAIT_MS) {
-    await sleep(500);
-  }
+  const { waitedMs: readyWaitMs, notReady } = await waitForFailoverReadiness(sentinels, topo.masterName, want, { timeoutMs: 1000, auth: sentinelAuth, maxWaitMs: SENTINEL_READY_WAIT_MS });
   if (notReady) throw new DrillRefusedError(`the Sentinels could not fail the master over now (after ${SENTINEL_READY_WAIT_MS / 1000} s): ${notReady}`);
-  const readyWaitMs = Date.now() - readyFrom;
 
   const proxy: Endpoint = { host: via.host, port: via.port };
   const proxyText = formatEndpoint(proxy);

@@ -127,6 +127,24 @@ export async function sentinelsNotReady(sentinels: readonly Endpoint[], masterNa
   return found.length ? found.join('; ') : undefined;
 }
 
+/**
+ * Asks every Sentinel (sentinelsNotReady) every `everyMs` until all are ready or `maxWaitMs`
+ * has passed. Returns how long it waited and, when the wait ran out, what each Sentinel that
+ * was not ready lacked at the last ask.
+ */
+export async function waitForFailoverReadiness(
+  sentinels: readonly Endpoint[], masterName: string, want: { replicas: number; sentinels: number }, opts: { timeoutMs: number; auth?: RedisAuth; maxWaitMs: number; everyMs?: number },
+): Promise<{ waitedMs: number; notReady?: string }> {
+  const from = Date.now();
+  for (;;) {
+    const notReady = await sentinelsNotReady(sentinels, masterName, want, opts);
+    const waitedMs = Date.now() - from;
+    if (!notReady) return { waitedMs };
+    if (waitedMs >= opts.maxWaitMs) return { waitedMs, notReady };
+    await new Promise((r) => setTimeout(r, opts.everyMs ?? 500));
+  }
+}
+
 /** [k1, v1, k2, v2, ...] -> { k1: v1, ... } */
 export function flatToRecord(reply: unknown): Record<string, string> {
   const out: Record<string, string> = {};

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { sentinelsNotReady } from '../../shared/redis/sentinel.js';
+import { sentinelsNotReady, waitForFailoverReadiness } from '../../shared/redis/sentinel.js';
 import { Proc, freePort, waitFor } from '../helpers/proc.js';
 
 // What `kbctl drill redis-failover` (and bench/redis-failover) wait for before breaking the
@@ -43,9 +43,19 @@ describe('Sentinel failover readiness', () => {
     const before = await waitFor('the Sentinel answering', () => sentinelsNotReady(sentinel, 'kbtest', want, opts).then((p) => (p && !p.includes('ECONNREFUSED') ? p : undefined)), 10_000, 100);
     expect(before).toBe(`127.0.0.1:${sentinelPort} knows 0 of 1 replicas in sync`);
 
-    // A replica attaches; the Sentinel learns it from the master's INFO (every 10 s at most).
+    // The drill's wait (waitForFailoverReadiness) runs out while no replica exists, and says
+    // what the Sentinel lacked at the last ask: the drill then refuses before breaking anything.
+    const gaveUp = await waitForFailoverReadiness(sentinel, 'kbtest', want, { ...opts, maxWaitMs: 1500, everyMs: 250 });
+    expect(gaveUp.notReady).toBe(`127.0.0.1:${sentinelPort} knows 0 of 1 replicas in sync`);
+    expect(gaveUp.waitedMs).toBeGreaterThanOrEqual(1500);
+
+    // A replica attaches; the Sentinel learns it from the master's INFO (every 10 s at most),
+    // and the same wait ends as soon as it has.
     start('replica', [...redisArgs(replicaPort), '--replicaof', '127.0.0.1', String(masterPort)]);
-    await waitFor('the Sentinel knowing the replica in sync', async () => (await sentinelsNotReady(sentinel, 'kbtest', want, opts)) === undefined, 30_000, 250);
+    const ready = await waitForFailoverReadiness(sentinel, 'kbtest', want, { ...opts, maxWaitMs: 30_000, everyMs: 250 });
+    expect(ready.notReady).toBeUndefined();
+    expect(ready.waitedMs).toBeLessThan(30_000);
+    expect(await sentinelsNotReady(sentinel, 'kbtest', want, opts)).toBeUndefined();
 
     // Wanting another Sentinel that is not there, or asking about a master it does not monitor.
     expect(await sentinelsNotReady(sentinel, 'kbtest', { replicas: 1, sentinels: 1 }, opts)).toBe(`127.0.0.1:${sentinelPort} knows 0 of 1 other Sentinels`);
