@@ -765,7 +765,7 @@ async function oneSize(n: number, args: Args, stretch: boolean): Promise<SizeRes
     floor.send({ cmd: 'size', message: sample });
     const floorBytes = await new Promise<number>((resolve) => floor!.once('message', (m: { bytes: number }) => resolve(m.bytes)));
     if (floorBytes !== sampleBytes) throw new Error(`the floor would send ${floorBytes} bytes per message, kb sent ${sampleBytes}: the sample message did not reach the floor intact`);
-    log(`N=${n}: floor: sends kb's ${sampleBytes}-byte message (state and credentials)`);
+    log(`N=${n}: floor: sends kb's ${sampleBytes}-byte message (the state and ${sample.secretValues?.length ?? 0} credentials beside it)`);
     const flRounds: Round[] = [];
     for (let k = 1; k <= args.rounds; k++) {
       if (k > 1) {

@@ -65,7 +65,8 @@ describe('bench fleet smoke', () => {
     expect(r.out).toMatch(/kb: round 2: rollout planned and stored after \d+ ms, failed after/);
     for (const x of kb.rounds) expect(x.plannedMs).toBeGreaterThanOrEqual(0);
     // The floor sends kb's message as kb encoded it, file contents and credentials included (the run stops otherwise).
-    const bytes = /floor: sends kb's (\d+)-byte message \(state and credentials\)/.exec(r.out);
+    const bytes = /floor: sends kb's (\d+)-byte message \(the state and (\d+) credentials beside it\)/.exec(r.out);
     expect(Number(bytes?.[1])).toBeGreaterThan(1000);
+    expect(Number(bytes?.[2])).toBe(1); // the haproxy module's redis credentials
   });
 });
