@@ -26,6 +26,8 @@ export class SecretError extends KbError {
  */
 export class SecretService {
   private readonly cache = new Map<string, Record<string, string>>();
+  /** Versions being opened (read from the store and unsealed), by `name@version`. */
+  private readonly opening = new Map<string, Promise<Record<string, string>>>();
   private tail: Promise<unknown> = Promise.resolve();
   private readonly kid: string;
 
@@ -82,10 +84,21 @@ export class SecretService {
   }
 
   /** The variables of one version (opened from the store; cached). Throws SecretError when absent. */
-  async values(name: string, version: number): Promise<Record<string, string>> {
+  values(name: string, version: number): Promise<Record<string, string>> {
     const k = `${name}@${version}`;
     const hit = this.cache.get(k);
-    if (hit) return hit;
+    if (hit) return Promise.resolve(hit);
+    // Asked for by every node of a batch at once (a cold coordinator's first rollout): the
+    // store is read and the version opened once, not once per node.
+    let opening = this.opening.get(k);
+    if (!opening) {
+      opening = this.openVersion(name, version, k).finally(() => this.opening.delete(k));
+      this.opening.set(k, opening);
+    }
+    return opening;
+  }
+
+  private async openVersion(name: string, version: number, k: string): Promise<Record<string, string>> {
     const rec = (await this.store.listSecretVersions(name)).find((r) => r.version === version);
     if (!rec) throw new SecretError(`secret ${name} has no version ${version}`);
     if (rec.keyId !== this.kid) throw new SecretError(`secret ${name} version ${version} was sealed with key ${rec.keyId}, but ${this.kid} is loaded: wrong secrets.key for this store`);

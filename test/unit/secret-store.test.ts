@@ -128,6 +128,29 @@ describe('delivery message', () => {
     expect((await s.desiredMessage(state('x', []))).secretValues).toBeUndefined();
     await expect(s.desiredMessage(state('x', [{ name: 'redis', version: 9, file: 'redis.env' }]))).rejects.toThrow('secret redis has no version 9');
   });
+
+  it('opens a version once when every node of a batch asks at once (a cold cache), and does not keep a failure', async () => {
+    const { dir, store } = await service();
+    // A coordinator just started: same store and key, nothing opened yet.
+    const cold = new SecretService(store, loadSecretKey(dir), log);
+    let reads = 0;
+    const list = store.listSecretVersions.bind(store);
+    store.listSecretVersions = (name?: string) => {
+      reads++;
+      return list(name);
+    };
+    const msgs = await Promise.all(Array.from({ length: 500 }, (_, i) => cold.desiredMessage(state(`lb-${i}`, [{ name: 'redis', version: 1, file: 'redis.env' }]))));
+    expect(reads).toBe(1);
+    expect(new Set(msgs.map((m) => m.secretValues![0]!.vars.REDIS_PASSWORD)).size).toBe(1);
+    expect(msgs[499]!.secretValues![0]!.vars.REDIS_PASSWORD).toMatch(/^\S{16,}$/);
+    // A version that is not there: every caller of the moment gets the error, from one read;
+    // the next ask reads again (the version may have been created meanwhile).
+    const missing = await Promise.allSettled(Array.from({ length: 50 }, () => cold.values('redis', 9)));
+    expect(missing.every((x) => x.status === 'rejected' && String(x.reason).includes('secret redis has no version 9'))).toBe(true);
+    expect(reads).toBe(2);
+    await expect(cold.values('redis', 9)).rejects.toThrow('secret redis has no version 9');
+    expect(reads).toBe(3);
+  });
 });
 
 describe('import', () => {
