@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -25,8 +26,16 @@ export interface RolloutOptions {
   undo?: boolean;
 }
 
-/** Nodes of a batch started per event-loop turn. */
-const START_CHUNK = 200;
+/**
+ * Sending a batch's states yields to I/O once a turn has run this long (checked every
+ * START_CHECK nodes). Every state goes out before the agents' answers to the first ones are
+ * handled: the answers (acknowledgements, results, health) of the nodes already sent delayed
+ * the sends still to come when the batch yielded every 200 nodes; at 5,000 nodes that stretched
+ * the sending over 2 s (docs/benchmarks.md). Half a second keeps the coordinator answering
+ * keepalive pings (10 s timeout) and kbctl calls.
+ */
+export const SEND_TURN_MS = 500;
+const START_CHECK = 100;
 
 /**
  * Batches wider than this log the sending of the state once for the batch (`batch-apply`),
@@ -397,12 +406,19 @@ export class RolloutEngine {
           if (++sent === batch.length) this.deps.log.info({ rollout: r.id, nodes: sent, ms: Date.now() - since, heapGrowingPercent: heapGrowth.current }, 'state sent to every node of the batch');
         };
       }
-      // Nodes start in chunks, each in its own event-loop turn: a batch of thousands started at
-      // once is one long run of microtasks (writes, events, sends) during which the process
-      // answers nothing, not even the agents' keepalive pings (10 s timeout).
+      // Each node's message (its state and the values of the credentials it references), all
+      // made before the first send, so each send below happens as its node starts.
+      const messages = await Promise.all(batch.map((n) => this.messageFor(rev.states[n.node]!)));
+      // Nodes start (and are sent their state) in as few event-loop turns as SEND_TURN_MS
+      // allows: a batch of thousands started in one turn would leave the process answering
+      // nothing, not even the agents' keepalive pings (10 s timeout), for as long as it takes.
+      let turnStart = performance.now();
       for (const [i, n] of batch.entries()) {
-        if (i > 0 && i % START_CHUNK === 0) await new Promise<void>((resolve) => setImmediate(resolve));
-        const p = this.driveNode(r, n, rev.states[n.node]!, !wide, onSent).then((out) => ({ n, out }));
+        if (i > 0 && i % START_CHECK === 0 && performance.now() - turnStart >= SEND_TURN_MS) {
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          turnStart = performance.now();
+        }
+        const p = this.driveNode(r, n, rev.states[n.node]!, messages[i]!, !wide, onSent).then((out) => ({ n, out }));
         p.catch(() => undefined); // handled by Promise.all below; not "unhandled" while later chunks start
         started.push(p);
       }
@@ -436,8 +452,22 @@ export class RolloutEngine {
     await this.event(r, 'rollout-succeeded', '', `every node runs revision ${r.revision} and is healthy`);
   }
 
-  /** Sends the node its state and waits for the health gate. Never throws for node failures. */
-  private async driveNode(r: RolloutRecord, n: RolloutNodeRecord, state: ModuleState, applyEvent: boolean, onSent?: () => void): Promise<GateOutcome> {
+  /** The message that carries `state` to its node, or why it cannot be made (a credentials value missing). */
+  private async messageFor(state: ModuleState): Promise<{ message: CoordinatorMessage } | { error: string }> {
+    try {
+      return { message: this.deps.secrets ? await this.deps.secrets.desiredMessage(state) : { desired: state } };
+    } catch (err) {
+      return { error: errorMessage(err) };
+    }
+  }
+
+  /**
+   * Sends the node its state (now, before the first await: drive() counts on it) and waits for
+   * the health gate. Never throws for node failures.
+   */
+  private async driveNode(
+    r: RolloutRecord, n: RolloutNodeRecord, state: ModuleState, prepared: { message: CoordinatorMessage } | { error: string }, applyEvent: boolean, onSent?: () => void,
+  ): Promise<GateOutcome> {
     const { sessions } = this.deps;
     const startMs = Date.now();
     n.phase = 'applying';
@@ -449,18 +479,15 @@ export class RolloutEngine {
     // is acknowledged without applying it).
     this.background(this.save(r));
     if (applyEvent) this.background(this.event(r, 'node-apply', n.node, `sending revision ${state.revision} (spec ${state.specHash.slice(0, 12)})`));
-    let message: CoordinatorMessage;
-    try {
-      message = this.deps.secrets ? await this.deps.secrets.desiredMessage(state) : { desired: state };
-    } catch (err) {
-      const out = { ok: false, check: 'credentials', observed: errorMessage(err), error: `${n.node}: cannot deliver the credentials of revision ${state.revision}: ${errorMessage(err)}` };
+    if ('error' in prepared) {
+      const out = { ok: false, check: 'credentials', observed: prepared.error, error: `${n.node}: cannot deliver the credentials of revision ${state.revision}: ${prepared.error}` };
       n.phase = 'failed';
       n.error = out.error;
       await this.save(r);
       await this.event(r, 'node-failed', n.node, out.error, out.check, out.observed);
       return out;
     }
-    this.deps.deliver(n.node, message);
+    this.deps.deliver(n.node, prepared.message);
     onSent?.();
 
     const out = await new Promise<GateOutcome>((resolve) => {
@@ -698,7 +725,9 @@ function head(r: RevisionRecord): RevisionHead {
 }
 
 function hashesOf(states: Record<string, ModuleState>): Record<string, string> {
-  return Object.fromEntries(Object.entries(states).map(([n, st]) => [n, st.specHash]));
+  const out: Record<string, string> = {};
+  for (const n of Object.keys(states)) out[n] = states[n]!.specHash;
+  return out;
 }
 
 function sameHashes(a: Record<string, string>, b: Record<string, ModuleState>): boolean {
@@ -712,9 +741,12 @@ function sameStates(a: Record<string, ModuleState>, b: Record<string, ModuleStat
 }
 
 function stamp(states: Record<string, ModuleState>, revision: number): Record<string, ModuleState> {
-  return Object.fromEntries(Object.entries(states).map(([n, s]) => {
+  const out: Record<string, ModuleState> = {};
+  for (const n of Object.keys(states)) {
+    const s = states[n]!;
     const copy = { ...s, revision };
     keepSpecText(s, copy); // the revision number is not part of the spec
-    return [n, copy];
-  }));
+    out[n] = copy;
+  }
+  return out;
 }

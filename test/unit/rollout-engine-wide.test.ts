@@ -6,7 +6,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { ImageResolver } from '../../coordinator/images/resolve.js';
 import { heapGrowth } from '../../coordinator/memory.js';
-import { nodeList, nodePhases, RolloutEngine, saveSpacingMs, WIDE_BATCH } from '../../coordinator/rollout/engine.js';
+import { nodeList, nodePhases, RolloutEngine, saveSpacingMs, SEND_TURN_MS, WIDE_BATCH } from '../../coordinator/rollout/engine.js';
 import type { NodeSessionView } from '../../coordinator/sessions.js';
 import { SqliteStore } from '../../coordinator/store/sqlite.js';
 import type { AssignmentRecord, RolloutRecord } from '../../coordinator/store/types.js';
@@ -60,8 +60,15 @@ describe('rollout engine, one wide batch', () => {
     heapGrowth.configure(20, (f) => flags.push(f));
     const relaxedAtSend = new Set<number>();
     let durableAtFirstSend: number | undefined;
+    // Event-loop turns, counted by an immediate that re-arms itself: the turn of each send.
+    let turn = 0;
+    let ticking = true;
+    const tick = () => { turn++; if (ticking) setImmediate(tick); };
+    setImmediate(tick);
+    const sendTurns = new Set<number>();
     const deliver = (node: string, msg: CoordinatorMessage) => {
       durableAtFirstSend ??= store.durable.size;
+      sendTurns.add(turn);
       relaxedAtSend.add(heapGrowth.relaxedBy);
       const st = msg.desired!;
       if (store.durable.get(node)?.revision !== st.revision) sentBeforeDurable.push(node);
@@ -83,6 +90,10 @@ describe('rollout engine, one wide batch', () => {
     const r = await engine.start('haproxy', { maxParallel: n, minHealthyTimeMs: 0, healthyDeadlineMs: 60_000 });
     await engine.wait(r.id);
     const elapsed = Date.now() - t0;
+    ticking = false;
+    // Every state went out in one event-loop turn (well within SEND_TURN_MS): none waited
+    // behind the handling of the first nodes' answers.
+    expect(sendTurns.size).toBe(1);
     const done = await store.getRollout(r.id);
     expect(done?.state).toBe('succeeded');
     expect(done?.nodes.every((x) => x.phase === 'healthy')).toBe(true);
@@ -167,6 +178,43 @@ describe('rollout engine, one wide batch', () => {
     expect(heapGrowth.relaxedBy).toBe(0);
     expect(flags.at(-1)).toBe('--heap-growing-percent=20');
     heapGrowth.configure(undefined);
+    await engine.stop();
+    await store.close();
+  });
+
+  it(`yields to I/O once sending has run ${SEND_TURN_MS} ms in one turn, so a slow batch does not starve keepalive pings`, async () => {
+    const n = 300;
+    const rows = [row('redis-01', '127.0.1.1', 'redis', 'master')];
+    for (let i = 0; i < n; i++) rows.push(row(`lb-${i}`, `127.0.${2 + Math.floor(i / 250)}.${(i % 250) + 1}`, 'lb', 'internal-haproxy'));
+    const inventory = parseInventory(`${[HEADER, ...rows].join('\n')}\n`, 'servers.tsv');
+    const versions = parseVersions('redis_image: "127.0.0.1:5000/kb/redis:7.0-kb1"\nhaproxy_image: "127.0.0.1:5000/kb/haproxy:2.6-kb1"\n', 'versions.yaml');
+    const store = new SqliteStore(path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-engine-')), 'kb.db'));
+    const agents = new Agents();
+    for (let i = 0; i < n; i++) agents.views.set(`lb-${i}`, { node: `lb-${i}`, agentVersion: 't', connectedMs: 0, lastSeenMs: 0, facts: null, health: new Map(), containers: [] });
+    let turn = 0;
+    let ticking = true;
+    const tick = () => { turn++; if (ticking) setImmediate(tick); };
+    setImmediate(tick);
+    const turns: number[] = [];
+    // A slow send: 5 ms each, 1.5 s for the batch.
+    const deliver = (node: string, msg: CoordinatorMessage) => {
+      for (const until = performance.now() + 5; performance.now() < until;) { /* busy */ }
+      turns.push(turn);
+      const st = msg.desired!;
+      const m: ModuleHealth = { module: 'haproxy', revision: st.revision, specHash: st.specHash, healthy: true, converged: true, checks: [] };
+      setImmediate(() => { agents.views.get(node)!.health.set('haproxy', m); agents.emit('health', node, { modules: [m] }); });
+    };
+    heapGrowth.configure(undefined);
+    const engine = new RolloutEngine({ store, sessions: agents as never, resolver, log: pino({ level: 'silent' }), deliver, inputs: () => ({ inventory, versions, settings: {} }) });
+    const r = await engine.start('haproxy', { maxParallel: n, minHealthyTimeMs: 0, healthyDeadlineMs: 60_000 });
+    await engine.wait(r.id);
+    ticking = false;
+    expect((await store.getRollout(r.id))?.state).toBe('succeeded');
+    expect(turns).toHaveLength(n);
+    // Nodes start in groups of 100: a turn ends at the first group boundary after 500 ms of sending.
+    const perTurn = [...turns.reduce((m, t) => m.set(t, (m.get(t) ?? 0) + 1), new Map<number, number>()).values()];
+    expect(perTurn.length).toBeGreaterThanOrEqual(2);
+    expect(Math.max(...perTurn)).toBeLessThanOrEqual(200);
     await engine.stop();
     await store.close();
   });
