@@ -5,7 +5,7 @@ import {
   type ICompare, type IKeyValue, type IOptions, type IRangeRequest, type IRequestOp, type IResponseOp,
 } from 'etcd3';
 import { KbError, errorMessage } from '../../shared/errors/index.js';
-import { decodeRecord, decodeRevision, encodeRecord, encodeRevision } from './codec.js';
+import { decodeRecord, decodeRevision, encodePlain, encodeRevision } from './codec.js';
 import { FencedWriteError, RevisionExistsError, StoreUnavailableError } from './errors.js';
 import type {
   AssignmentRecord, EventRecord, NodeIdentityRecord, NodeModuleRecord, NodeRecord, RevisionRecord, RolloutRecord, RolloutState, SecretStateRecord,
@@ -321,7 +321,7 @@ export class EtcdStore implements Store {
   }
 
   async upsertNode(n: NodeRecord): Promise<void> {
-    await this.putDoc(this.k('nodes', n.name), encodeRecord(n));
+    await this.putDoc(this.k('nodes', n.name), encodePlain(n));
   }
   async getNode(name: string): Promise<NodeRecord | undefined> {
     return this.getDoc(this.k('nodes', name));
@@ -331,7 +331,7 @@ export class EtcdStore implements Store {
   }
 
   async putNodeModule(r: NodeModuleRecord): Promise<void> {
-    await this.putDoc(this.k('node-modules', r.node, r.module), encodeRecord(r));
+    await this.putDoc(this.k('node-modules', r.node, r.module), encodePlain(r));
   }
   async listNodeModules(filter: { node?: string; module?: string } = {}): Promise<NodeModuleRecord[]> {
     const all = filter.node ? await this.listDocs<NodeModuleRecord>('node-modules', filter.node) : await this.listDocs<NodeModuleRecord>('node-modules');
@@ -339,7 +339,7 @@ export class EtcdStore implements Store {
   }
 
   async putAssignment(a: AssignmentRecord): Promise<void> {
-    await this.putDoc(this.k('assignments', a.node, a.module), encodeRecord(a));
+    await this.putDoc(this.k('assignments', a.node, a.module), encodePlain(a));
   }
   async listAssignments(filter: { node?: string; module?: string } = {}): Promise<AssignmentRecord[]> {
     const all = filter.node ? await this.listDocs<AssignmentRecord>('assignments', filter.node) : await this.listDocs<AssignmentRecord>('assignments');
@@ -385,7 +385,7 @@ export class EtcdStore implements Store {
   }
 
   async putRollout(r: RolloutRecord): Promise<void> {
-    await this.putDoc(this.k('rollouts', r.id), encodeRecord(r));
+    await this.putDoc(this.k('rollouts', r.id), encodePlain(r));
   }
   async getRollout(id: string): Promise<RolloutRecord | undefined> {
     return this.getDoc(this.k('rollouts', id));
@@ -398,7 +398,7 @@ export class EtcdStore implements Store {
 
   async appendEvent(e: Omit<EventRecord, 'id'>): Promise<EventRecord> {
     const key = this.k('events', e.rolloutId, `${pad(e.atMs)}-${randomBytes(6).toString('hex')}`);
-    const res = await this.conn.txn({ compare: [absent(key)], success: [put(key, encodeRecord(e))], failure: [range(key)] }, this.guard);
+    const res = await this.conn.txn({ compare: [absent(key)], success: [put(key, encodePlain(e))], failure: [range(key)] }, this.guard);
     if (res.succeeded) return { ...e, id: Number(res.revision) };
     // Only a retried call whose first attempt landed can find the (random) key taken.
     const existing = res.responses[0]?.response_range?.kvs[0];
@@ -411,7 +411,7 @@ export class EtcdStore implements Store {
   }
 
   async putToken(t: TokenRecord): Promise<void> {
-    await this.putDoc(this.k('tokens', t.id), encodeRecord(t));
+    await this.putDoc(this.k('tokens', t.id), encodePlain(t));
   }
   async getToken(id: string): Promise<TokenRecord | undefined> {
     return this.getDoc(this.k('tokens', id));
@@ -421,7 +421,7 @@ export class EtcdStore implements Store {
   }
 
   async putNodeIdentity(r: NodeIdentityRecord): Promise<void> {
-    await this.putDoc(this.k('node-identities', r.node), encodeRecord(r));
+    await this.putDoc(this.k('node-identities', r.node), encodePlain(r));
   }
   async getNodeIdentity(node: string): Promise<NodeIdentityRecord | undefined> {
     return this.getDoc(this.k('node-identities', node));
@@ -432,7 +432,7 @@ export class EtcdStore implements Store {
 
   async putSecretVersion(r: SecretVersionRecord): Promise<void> {
     const key = this.k('secret-versions', r.name, pad(r.version));
-    if (await this.createOnce(key, encodeRecord(r))) return;
+    if (await this.createOnce(key, encodePlain(r))) return;
     throw new KbError(`secret ${r.name} version ${r.version} already exists (secret versions are immutable)`);
   }
   async listSecretVersions(name?: string): Promise<SecretVersionRecord[]> {
@@ -440,7 +440,7 @@ export class EtcdStore implements Store {
     return all.sort((a, b) => cmp(a.name, b.name) || a.version - b.version);
   }
   async putSecretState(r: SecretStateRecord): Promise<void> {
-    await this.putDoc(this.k('secret-states', r.name), encodeRecord(r));
+    await this.putDoc(this.k('secret-states', r.name), encodePlain(r));
   }
   async getSecretState(name: string): Promise<SecretStateRecord | undefined> {
     return this.getDoc(this.k('secret-states', name));

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { RevisionExistsError } from './errors.js';
-import { decodeRecord, decodeRevision, encodeRecord, encodeRevision } from './codec.js';
+import { decodeRecord, decodeRevision, encodePlain, encodeRevision } from './codec.js';
 import type {
   AssignmentRecord, EventRecord, NodeIdentityRecord, NodeModuleRecord, NodeRecord, RevisionRecord, RolloutRecord, RolloutState, SecretStateRecord,
   SecretVersionRecord, Store, TokenRecord,
@@ -112,7 +112,7 @@ export class SqliteStore implements Store {
   }
 
   async upsertNode(n: NodeRecord): Promise<void> {
-    const doc = encodeRecord(n);
+    const doc = encodePlain(n);
     await this.run('INSERT INTO nodes (name, doc) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET doc = excluded.doc', n.name, doc);
   }
   async getNode(name: string): Promise<NodeRecord | undefined> {
@@ -123,7 +123,7 @@ export class SqliteStore implements Store {
   }
 
   async putNodeModule(r: NodeModuleRecord): Promise<void> {
-    const doc = encodeRecord(r);
+    const doc = encodePlain(r);
     await this.run('INSERT INTO node_modules (node, module, doc) VALUES (?, ?, ?) ON CONFLICT(node, module) DO UPDATE SET doc = excluded.doc', r.node, r.module, doc);
   }
   async listNodeModules(filter: { node?: string; module?: string } = {}): Promise<NodeModuleRecord[]> {
@@ -132,7 +132,7 @@ export class SqliteStore implements Store {
   }
 
   async putAssignment(a: AssignmentRecord): Promise<void> {
-    const doc = encodeRecord(a);
+    const doc = encodePlain(a);
     await this.run('INSERT INTO assignments (node, module, doc) VALUES (?, ?, ?) ON CONFLICT(node, module) DO UPDATE SET doc = excluded.doc', a.node, a.module, doc);
   }
   async listAssignments(filter: { node?: string; module?: string } = {}): Promise<AssignmentRecord[]> {
@@ -183,7 +183,7 @@ export class SqliteStore implements Store {
   }
 
   async putRollout(r: RolloutRecord): Promise<void> {
-    const doc = encodeRecord(r);
+    const doc = encodePlain(r);
     await this.run('INSERT INTO rollouts (id, module, state, created_ms, doc) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, doc = excluded.doc', r.id, r.module, r.state, r.createdMs, doc);
   }
   async getRollout(id: string): Promise<RolloutRecord | undefined> {
@@ -195,7 +195,7 @@ export class SqliteStore implements Store {
   }
 
   async appendEvent(e: Omit<EventRecord, 'id'>): Promise<EventRecord> {
-    const doc = encodeRecord(e);
+    const doc = encodePlain(e);
     const info = await this.run('INSERT INTO events (rollout_id, doc) VALUES (?, ?)', e.rolloutId, doc);
     return { ...e, id: Number(info.lastInsertRowid) };
   }
@@ -205,14 +205,14 @@ export class SqliteStore implements Store {
   }
 
   async putSecretVersion(r: SecretVersionRecord): Promise<void> {
-    const doc = JSON.stringify(r);
+    const doc = encodePlain(r);
     await this.run('INSERT INTO secret_versions (name, version, doc) VALUES (?, ?, ?)', r.name, r.version, doc);
   }
   async listSecretVersions(name?: string): Promise<SecretVersionRecord[]> {
     return parseAll(this.stmt('SELECT doc FROM secret_versions WHERE (@name IS NULL OR name = @name) ORDER BY name, version').all({ name: name ?? null }));
   }
   async putSecretState(r: SecretStateRecord): Promise<void> {
-    const doc = JSON.stringify(r);
+    const doc = encodePlain(r);
     await this.run('INSERT INTO secret_states (name, doc) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET doc = excluded.doc', r.name, doc);
   }
   async getSecretState(name: string): Promise<SecretStateRecord | undefined> {
@@ -223,7 +223,7 @@ export class SqliteStore implements Store {
   }
 
   async putToken(t: TokenRecord): Promise<void> {
-    const doc = JSON.stringify(t);
+    const doc = encodePlain(t);
     await this.run('INSERT INTO tokens (id, doc) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc', t.id, doc);
   }
   async getToken(id: string): Promise<TokenRecord | undefined> {
@@ -234,7 +234,7 @@ export class SqliteStore implements Store {
   }
 
   async putNodeIdentity(r: NodeIdentityRecord): Promise<void> {
-    const doc = JSON.stringify(r);
+    const doc = encodePlain(r);
     await this.run('INSERT INTO node_identities (node, doc) VALUES (?, ?) ON CONFLICT(node) DO UPDATE SET doc = excluded.doc', r.node, doc);
   }
   async getNodeIdentity(node: string): Promise<NodeIdentityRecord | undefined> {

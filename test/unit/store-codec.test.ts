@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { decodeRecord, decodeRevision, encodeRecord, encodeRevision, REVISION_GZIP_MIN_BYTES } from '../../coordinator/store/codec.js';
-import type { RevisionRecord } from '../../coordinator/store/types.js';
+import { gunzipSync } from 'node:zlib';
+import { decodeRecord, decodeRevision, encodePlain, encodeRecord, encodeRevision, REVISION_GZIP_MIN_BYTES } from '../../coordinator/store/codec.js';
+import type { AssignmentRecord, EventRecord, NodeModuleRecord, NodeRecord, RevisionRecord, RolloutRecord } from '../../coordinator/store/types.js';
 
 describe('store record codec', () => {
   it('stores Buffers as {$b64} at any depth and reads them back as Buffers', () => {
@@ -33,6 +34,34 @@ describe('store record codec', () => {
   });
 });
 
+describe('records without bytes (encodePlain)', () => {
+  it('gives the text encodeRecord gives, for every kind of record the fan-out writes', () => {
+    const node: NodeRecord = {
+      name: 'lb-01', agentVersion: '0.1.0', firstSeenMs: 1, lastSeenMs: 2,
+      facts: { cpuPercent: 1.5, memTotalBytes: 8, memUsedBytes: 4, diskTotalBytes: 0, diskUsedBytes: 0, dockerVersion: '26.1', uptimeS: 9, os: 'Linux é' },
+      containers: [{ module: 'haproxy', name: 'haproxy', id: 'c1', state: 'running', image: 'h@sha256:1', imageId: 'sha256:2', startedAt: '2026-11-29T07:00:00Z' }],
+    };
+    const nm: NodeModuleRecord = { node: 'lb-01', module: 'haproxy', revision: 3, specHash: 's', healthy: false, converged: true, checks: [{ name: 'tcp', ok: false, observed: 'refused' }], updatedMs: 5 };
+    const a: AssignmentRecord = { node: 'lb-01', module: 'haproxy', revision: 3, specHash: 's', assignedMs: 6 };
+    const r: RolloutRecord = {
+      id: 'haproxy-3-x', module: 'haproxy', revision: 3, fromRevision: 2, state: 'running', maxParallel: 1, healthyDeadlineMs: 1, minHealthyTimeMs: 0,
+      nodes: [{ node: 'lb-01', phase: 'applying', error: '' }], error: '', failedNode: '', failedCheck: '', observed: '', createdMs: 1, updatedMs: 2,
+    };
+    const e: Omit<EventRecord, 'id'> = { rolloutId: 'haproxy-3-x', atMs: 1, node: 'lb-01', kind: 'node-apply', message: 'sending "revision" 3', check: '', observed: '', revision: 3 };
+    for (const rec of [node, nm, a, r, e]) {
+      expect(encodePlain(rec)).toBe(encodeRecord(rec));
+      expect(decodeRecord(encodePlain(rec))).toEqual(rec);
+    }
+  });
+
+  it('is refused by the compiler for a record with bytes', () => {
+    const withBytes = { path: '/etc/x', content: Buffer.from('x') };
+    // @ts-expect-error a Buffer would be encoded as {"type":"Buffer","data":[...]}: encodeRecord is for records with bytes
+    expect(encodePlain(withBytes)).toContain('"type":"Buffer"');
+    expect(encodeRecord(withBytes)).toContain('"$b64"');
+  });
+});
+
 describe('revision codec', () => {
   const rev = (nodes: number): RevisionRecord => ({
     module: 'haproxy', revision: 3, createdMs: 1, images: { haproxy: 'h@sha256:1' }, healthyMs: null, sourceRevision: null,
@@ -60,6 +89,15 @@ describe('revision codec', () => {
     expect(Buffer.isBuffer(back.states['lb-499']!.files[0]!.content)).toBe(true);
     // A Uint8Array view (what some drivers hand back) decodes the same.
     expect(decodeRevision(new Uint8Array(doc.buffer, doc.byteOffset, doc.byteLength), 'test')).toEqual(r);
+  });
+
+  it('compresses the same JSON text it keeps for a small revision, multi-byte characters included', () => {
+    const r = rev(500);
+    r.states['lb-7']!.files[0]!.path = '/etc/haproxy/h\u00e9\u4e2d\u{1f600}.cfg';
+    r.images.haproxy = 'h\u00e9@sha256:1';
+    const text = gunzipSync(encodeRevision(r) as Buffer).toString('utf8');
+    expect(JSON.parse(text)).toEqual(JSON.parse(encodeRecord(r)));
+    expect(decodeRevision(encodeRevision(r), 'test').states['lb-7']!.files[0]!.path).toBe('/etc/haproxy/h\u00e9\u4e2d\u{1f600}.cfg');
   });
 
   it('reads revisions stored by earlier versions: JSON text, as a string or as bytes', () => {
