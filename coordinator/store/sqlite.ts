@@ -18,21 +18,12 @@ import type {
  * synchronously), and the transaction commits (one fsync) when the turn ends; each write's
  * promise resolves only after that commit. A fleet's worth of writes (thousands of agents
  * saying hello, a rollout moving thousands of nodes) then costs one fsync per turn instead
- * of one per write. Commits are also at least COMMIT_SPACING_MS apart: agents' reports
- * arrive one per turn, and after a rollout every node's health record changes, so without
- * the spacing 5,000 nodes cost hundreds of fsyncs a second (830 ms of the main thread in the
- * 6 s after a 5,000-node rollout); the writes of the turns in between join the open
- * transaction. A write after a quiet spell still commits when its turn ends. Reads in the same process see the turn's writes before they commit
+ * of one per write. Reads in the same process see the turn's writes before they commit
  * (same connection); nothing the coordinator sends waits on a read alone for durability:
  * every send follows an awaited write.
  */
-/** Shortest time between two commits of the embedded store (see SqliteStore). */
-export const COMMIT_SPACING_MS = 10;
-
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
-  private lastCommitMs = -Infinity;
-  private commitTimer: NodeJS.Timeout | undefined;
   /** Writes of the open transaction, resolved at its commit. */
   private pending: { resolve: () => void; reject: (err: unknown) => void }[] = [];
   private readonly statements = new Map<string, Database.Statement>();
@@ -75,15 +66,12 @@ export class SqliteStore implements Store {
    * fails alone; a single statement (`single`) needs none: SQLite undoes a failed statement
    * by itself, and a savepoint per write cost a tenth of a 5,000-node fan-out. When a failure
    * rolled the whole transaction back (SQLite does so on I/O errors, a full disk, no memory),
-   * the writes of the open transaction done before it (this turn's, and those of the turns since
-   * the last commit) are lost too, and fail with it.
+   * the writes of the turn done before it are lost too, and fail with it.
    */
   private write<T>(fn: () => T, single = false): Promise<T> {
     if (!this.db.inTransaction) {
       this.db.exec('BEGIN IMMEDIATE');
-      const wait = this.lastCommitMs + COMMIT_SPACING_MS - performance.now();
-      if (wait > 0) this.commitTimer = setTimeout(() => this.commit(), wait);
-      else setImmediate(() => this.commit());
+      setImmediate(() => this.commit());
     }
     let value: T;
     try {
@@ -105,8 +93,6 @@ export class SqliteStore implements Store {
   }
 
   private commit(): void {
-    clearTimeout(this.commitTimer);
-    this.commitTimer = undefined;
     const batch = this.pending;
     this.pending = [];
     if (!this.db.open || !this.db.inTransaction) {
@@ -121,8 +107,6 @@ export class SqliteStore implements Store {
       } catch { /* the rollback error adds nothing */ }
       for (const w of batch) w.reject(err);
       return;
-    } finally {
-      this.lastCommitMs = performance.now();
     }
     for (const w of batch) w.resolve();
   }
