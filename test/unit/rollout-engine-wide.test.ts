@@ -6,11 +6,13 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { ImageResolver } from '../../coordinator/images/resolve.js';
 import { heapGrowth } from '../../coordinator/memory.js';
+import { getModule } from '../../coordinator/modules/index.js';
+import { computeDesired } from '../../coordinator/planner.js';
 import { nodeList, nodePhases, RolloutEngine, saveSpacingMs, SEND_TURN_MS, WIDE_BATCH } from '../../coordinator/rollout/engine.js';
 import type { NodeSessionView } from '../../coordinator/sessions.js';
 import { SqliteStore } from '../../coordinator/store/sqlite.js';
 import type { AssignmentRecord, RolloutRecord } from '../../coordinator/store/types.js';
-import type { CoordinatorMessage, ModuleHealth } from '../../proto/types.js';
+import type { CoordinatorMessage, ModuleHealth, ModuleState } from '../../proto/types.js';
 import { parseInventory } from '../../shared/inventory/index.js';
 import { parseVersions } from '../../shared/versions/index.js';
 
@@ -215,6 +217,52 @@ describe('rollout engine, one wide batch', () => {
     const perTurn = [...turns.reduce((m, t) => m.set(t, (m.get(t) ?? 0) + 1), new Map<number, number>()).values()];
     expect(perTurn.length).toBeGreaterThanOrEqual(2);
     expect(Math.max(...perTurn)).toBeLessThanOrEqual(200);
+    await engine.stop();
+    await store.close();
+  });
+
+  it('fails a node whose message cannot be made (a credentials value missing) with check credentials, and still sends every other node its state', async () => {
+    const n = 150;
+    const rows = [row('redis-01', '127.0.1.1', 'redis', 'master')];
+    for (let i = 0; i < n; i++) rows.push(row(`lb-${i}`, `127.0.2.${i + 1}`, 'lb', 'internal-haproxy'));
+    const inventory = parseInventory(`${[HEADER, ...rows].join('\n')}\n`, 'servers.tsv');
+    const versions = parseVersions('redis_image: "127.0.0.1:5000/kb/redis:7.0-kb1"\nhaproxy_image: "127.0.0.1:5000/kb/haproxy:2.6-kb1"\n', 'versions.yaml');
+    const store = new SqliteStore(path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-engine-')), 'kb.db'));
+    const agents = new Agents();
+    for (let i = 0; i < n; i++) agents.views.set(`lb-${i}`, { node: `lb-${i}`, agentVersion: 't', connectedMs: 0, lastSeenMs: 0, facts: null, health: new Map(), containers: [] });
+    const sent = new Map<string, CoordinatorMessage>();
+    const deliver = (node: string, msg: CoordinatorMessage) => {
+      sent.set(node, msg);
+      const st = msg.desired!;
+      const m: ModuleHealth = { module: 'haproxy', revision: st.revision, specHash: st.specHash, healthy: true, converged: true, checks: [] };
+      setImmediate(() => { agents.views.get(node)!.health.set('haproxy', m); agents.emit('health', node, { modules: [m] }); });
+    };
+    // The secret store: redis@1 for every node, except that lb-42's message cannot be made.
+    let lb42: string | undefined;
+    const secrets = {
+      versions: async () => ({ redis: { active: 1, accepted: [] } }),
+      desiredMessage: async (state: ModuleState): Promise<CoordinatorMessage> => {
+        if (state.specHash === lb42) throw new Error('secret redis has no version 1');
+        return { desired: state, secretValues: [{ name: 'redis', version: 1, vars: { REDIS_PASSWORD: 'x'.repeat(32) } }] };
+      },
+    };
+    heapGrowth.configure(undefined);
+    const engine = new RolloutEngine({ store, sessions: agents as never, resolver, log: pino({ level: 'silent' }), deliver, secrets, inputs: () => ({ inventory, versions, settings: {} }) });
+    lb42 = (await computeDesired(getModule('haproxy'), { inventory, versions, settings: {} }, resolver, await secrets.versions())).states['lb-42']!.specHash;
+    const r = await engine.start('haproxy', { maxParallel: n, minHealthyTimeMs: 0, healthyDeadlineMs: 60_000 });
+    await engine.wait(r.id);
+    const done = (await store.getRollout(r.id))!;
+    expect(done.state).toBe('failed');
+    expect(done.failedNode).toBe('lb-42');
+    expect(done.failedCheck).toBe('credentials');
+    expect(done.error).toBe('lb-42: cannot deliver the credentials of revision 1: secret redis has no version 1');
+    expect(done.nodes.find((x) => x.node === 'lb-42')!.phase).toBe('failed');
+    expect(done.nodes.filter((x) => x.phase === 'healthy')).toHaveLength(n - 1);
+    expect(sent.has('lb-42')).toBe(false);
+    expect(sent.size).toBe(n - 1);
+    expect(sent.get('lb-0')!.secretValues![0]!.name).toBe('redis');
+    const failed = (await store.listEvents(r.id)).filter((e) => e.kind === 'node-failed');
+    expect(failed.map((e) => [e.node, e.check])).toEqual([['lb-42', 'credentials']]);
     await engine.stop();
     await store.close();
   });
