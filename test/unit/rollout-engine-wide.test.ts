@@ -45,16 +45,34 @@ class Agents extends EventEmitter {
   }
 }
 
+/** Inventory and versions of `redis` Redis rows and n lb nodes (lb-0 ...), and an idle session for each lb node. */
+function fleet(n: number, redis: 1 | 3 = 1) {
+  const rows = [row('redis-01', '127.0.1.1', 'redis', 'master'), row('redis-02', '127.0.1.2', 'redis', 'replica'), row('redis-03', '127.0.1.3', 'redis', 'replica')].slice(0, redis);
+  for (let i = 0; i < n; i++) rows.push(row(`lb-${i}`, `127.0.${2 + Math.floor(i / 250)}.${(i % 250) + 1}`, 'lb', 'internal-haproxy'));
+  const inventory = parseInventory(`${[HEADER, ...rows].join('\n')}\n`, 'servers.tsv');
+  const versions = parseVersions('redis_image: "127.0.0.1:5000/kb/redis:7.0-kb1"\nhaproxy_image: "127.0.0.1:5000/kb/haproxy:2.6-kb1"\n', 'versions.yaml');
+  const agents = new Agents();
+  for (let i = 0; i < n; i++) agents.views.set(`lb-${i}`, { node: `lb-${i}`, agentVersion: 't', connectedMs: 0, lastSeenMs: 0, facts: null, health: new Map(), containers: [] });
+  return { inventory, versions, agents };
+}
+
+/** A fresh store file. */
+const dbFile = () => path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-engine-')), 'kb.db');
+
+/** Counts event-loop turns (an immediate that re-arms itself) until stopped. */
+function turns() {
+  let turn = 0;
+  let ticking = true;
+  const tick = () => { turn++; if (ticking) setImmediate(tick); };
+  setImmediate(tick);
+  return { get now() { return turn; }, stop: () => { ticking = false; } };
+}
+
 describe('rollout engine, one wide batch', () => {
   it('sends each node its state only once its assignment is durable, and writes the rollout record far fewer times than nodes change phase', async () => {
     const n = 400;
-    const rows = [row('redis-01', '127.0.1.1', 'redis', 'master'), row('redis-02', '127.0.1.2', 'redis', 'replica'), row('redis-03', '127.0.1.3', 'redis', 'replica')];
-    for (let i = 0; i < n; i++) rows.push(row(`lb-${i}`, `127.0.${2 + Math.floor(i / 250)}.${(i % 250) + 1}`, 'lb', 'internal-haproxy'));
-    const inventory = parseInventory(`${[HEADER, ...rows].join('\n')}\n`, 'servers.tsv');
-    const versions = parseVersions('redis_image: "127.0.0.1:5000/kb/redis:7.0-kb1"\nhaproxy_image: "127.0.0.1:5000/kb/haproxy:2.6-kb1"\n', 'versions.yaml');
-    const store = new CountingStore(path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-engine-')), 'kb.db'));
-    const agents = new Agents();
-    for (let i = 0; i < n; i++) agents.views.set(`lb-${i}`, { node: `lb-${i}`, agentVersion: 't', connectedMs: 0, lastSeenMs: 0, facts: null, health: new Map(), containers: [] });
+    const { inventory, versions, agents } = fleet(n, 3);
+    const store = new CountingStore(dbFile());
     const sentBeforeDurable: string[] = [];
     const sent = new Map<string, number>();
     // Heap growth (ADR 0022), recorded instead of applied to this process's V8.
@@ -63,14 +81,11 @@ describe('rollout engine, one wide batch', () => {
     const relaxedAtSend = new Set<number>();
     let durableAtFirstSend: number | undefined;
     // Event-loop turns, counted by an immediate that re-arms itself: the turn of each send.
-    let turn = 0;
-    let ticking = true;
-    const tick = () => { turn++; if (ticking) setImmediate(tick); };
-    setImmediate(tick);
+    const turn = turns();
     const sendTurns = new Set<number>();
     const deliver = (node: string, msg: CoordinatorMessage) => {
       durableAtFirstSend ??= store.durable.size;
-      sendTurns.add(turn);
+      sendTurns.add(turn.now);
       relaxedAtSend.add(heapGrowth.relaxedBy);
       const st = msg.desired!;
       if (store.durable.get(node)?.revision !== st.revision) sentBeforeDurable.push(node);
@@ -92,7 +107,7 @@ describe('rollout engine, one wide batch', () => {
     const r = await engine.start('haproxy', { maxParallel: n, minHealthyTimeMs: 0, healthyDeadlineMs: 60_000 });
     await engine.wait(r.id);
     const elapsed = Date.now() - t0;
-    ticking = false;
+    turn.stop();
     // Every state went out in one event-loop turn (well within SEND_TURN_MS): none waited
     // behind the handling of the first nodes' answers.
     expect(sendTurns.size).toBe(1);
@@ -150,19 +165,14 @@ describe('rollout engine, one wide batch', () => {
 
   it('sends no node its state when the store refuses an assignment of the batch', async () => {
     const n = 150;
-    const rows = [row('redis-01', '127.0.1.1', 'redis', 'master')];
-    for (let i = 0; i < n; i++) rows.push(row(`lb-${i}`, `127.0.2.${i + 1}`, 'lb', 'internal-haproxy'));
-    const inventory = parseInventory(`${[HEADER, ...rows].join('\n')}\n`, 'servers.tsv');
-    const versions = parseVersions('redis_image: "127.0.0.1:5000/kb/redis:7.0-kb1"\nhaproxy_image: "127.0.0.1:5000/kb/haproxy:2.6-kb1"\n', 'versions.yaml');
+    const { inventory, versions, agents } = fleet(n);
     class RefusingStore extends SqliteStore {
       override async putAssignment(a: AssignmentRecord): Promise<void> {
         if (a.node === 'lb-77') throw new Error('disk I/O error');
         await super.putAssignment(a);
       }
     }
-    const store = new RefusingStore(path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-engine-')), 'kb.db'));
-    const agents = new Agents();
-    for (let i = 0; i < n; i++) agents.views.set(`lb-${i}`, { node: `lb-${i}`, agentVersion: 't', connectedMs: 0, lastSeenMs: 0, facts: null, health: new Map(), containers: [] });
+    const store = new RefusingStore(dbFile());
     const sent: string[] = [];
     const flags: string[] = [];
     heapGrowth.configure(20, (f) => flags.push(f));
@@ -186,22 +196,14 @@ describe('rollout engine, one wide batch', () => {
 
   it(`yields to I/O once sending has run ${SEND_TURN_MS} ms in one turn, so a slow batch does not starve keepalive pings`, async () => {
     const n = 300;
-    const rows = [row('redis-01', '127.0.1.1', 'redis', 'master')];
-    for (let i = 0; i < n; i++) rows.push(row(`lb-${i}`, `127.0.${2 + Math.floor(i / 250)}.${(i % 250) + 1}`, 'lb', 'internal-haproxy'));
-    const inventory = parseInventory(`${[HEADER, ...rows].join('\n')}\n`, 'servers.tsv');
-    const versions = parseVersions('redis_image: "127.0.0.1:5000/kb/redis:7.0-kb1"\nhaproxy_image: "127.0.0.1:5000/kb/haproxy:2.6-kb1"\n', 'versions.yaml');
-    const store = new SqliteStore(path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-engine-')), 'kb.db'));
-    const agents = new Agents();
-    for (let i = 0; i < n; i++) agents.views.set(`lb-${i}`, { node: `lb-${i}`, agentVersion: 't', connectedMs: 0, lastSeenMs: 0, facts: null, health: new Map(), containers: [] });
-    let turn = 0;
-    let ticking = true;
-    const tick = () => { turn++; if (ticking) setImmediate(tick); };
-    setImmediate(tick);
-    const turns: number[] = [];
+    const { inventory, versions, agents } = fleet(n);
+    const store = new SqliteStore(dbFile());
+    const turn = turns();
+    const sendTurns: number[] = [];
     // A slow send: 5 ms each, 1.5 s for the batch.
     const deliver = (node: string, msg: CoordinatorMessage) => {
       for (const until = performance.now() + 5; performance.now() < until;) { /* busy */ }
-      turns.push(turn);
+      sendTurns.push(turn.now);
       const st = msg.desired!;
       const m: ModuleHealth = { module: 'haproxy', revision: st.revision, specHash: st.specHash, healthy: true, converged: true, checks: [] };
       setImmediate(() => { agents.views.get(node)!.health.set('haproxy', m); agents.emit('health', node, { modules: [m] }); });
@@ -210,11 +212,11 @@ describe('rollout engine, one wide batch', () => {
     const engine = new RolloutEngine({ store, sessions: agents as never, resolver, log: pino({ level: 'silent' }), deliver, inputs: () => ({ inventory, versions, settings: {} }) });
     const r = await engine.start('haproxy', { maxParallel: n, minHealthyTimeMs: 0, healthyDeadlineMs: 60_000 });
     await engine.wait(r.id);
-    ticking = false;
+    turn.stop();
     expect((await store.getRollout(r.id))?.state).toBe('succeeded');
-    expect(turns).toHaveLength(n);
+    expect(sendTurns).toHaveLength(n);
     // Nodes start in groups of 100: a turn ends at the first group boundary after 500 ms of sending.
-    const perTurn = [...turns.reduce((m, t) => m.set(t, (m.get(t) ?? 0) + 1), new Map<number, number>()).values()];
+    const perTurn = [...sendTurns.reduce((m, t) => m.set(t, (m.get(t) ?? 0) + 1), new Map<number, number>()).values()];
     expect(perTurn.length).toBeGreaterThanOrEqual(2);
     expect(Math.max(...perTurn)).toBeLessThanOrEqual(200);
     await engine.stop();
@@ -223,13 +225,8 @@ describe('rollout engine, one wide batch', () => {
 
   it('fails a node whose message cannot be made (a credentials value missing) with check credentials, and still sends every other node its state', async () => {
     const n = 150;
-    const rows = [row('redis-01', '127.0.1.1', 'redis', 'master')];
-    for (let i = 0; i < n; i++) rows.push(row(`lb-${i}`, `127.0.2.${i + 1}`, 'lb', 'internal-haproxy'));
-    const inventory = parseInventory(`${[HEADER, ...rows].join('\n')}\n`, 'servers.tsv');
-    const versions = parseVersions('redis_image: "127.0.0.1:5000/kb/redis:7.0-kb1"\nhaproxy_image: "127.0.0.1:5000/kb/haproxy:2.6-kb1"\n', 'versions.yaml');
-    const store = new SqliteStore(path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-engine-')), 'kb.db'));
-    const agents = new Agents();
-    for (let i = 0; i < n; i++) agents.views.set(`lb-${i}`, { node: `lb-${i}`, agentVersion: 't', connectedMs: 0, lastSeenMs: 0, facts: null, health: new Map(), containers: [] });
+    const { inventory, versions, agents } = fleet(n);
+    const store = new SqliteStore(dbFile());
     const sent = new Map<string, CoordinatorMessage>();
     const deliver = (node: string, msg: CoordinatorMessage) => {
       sent.set(node, msg);
@@ -297,14 +294,9 @@ class ReadCountingStore extends SqliteStore {
 
 describe('rollout engine, the latest revision', () => {
   it('is read whole only when another writer stored it: the spec hashes of its own last revision are kept', async () => {
-    const rows = [row('redis-01', '127.0.1.1', 'redis', 'master'), row('redis-02', '127.0.1.2', 'redis', 'replica'), row('redis-03', '127.0.1.3', 'redis', 'replica')];
-    for (let i = 0; i < 3; i++) rows.push(row(`lb-${i}`, `127.0.2.${i + 1}`, 'lb', 'internal-haproxy'));
-    const inventory = parseInventory(`${[HEADER, ...rows].join('\n')}\n`, 'servers.tsv');
-    const versions = parseVersions('redis_image: "127.0.0.1:5000/kb/redis:7.0-kb1"\nhaproxy_image: "127.0.0.1:5000/kb/haproxy:2.6-kb1"\n', 'versions.yaml');
-    const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-engine-')), 'kb.db');
+    const { inventory, versions, agents } = fleet(3, 3);
+    const file = dbFile();
     const store = new ReadCountingStore(file);
-    const agents = new Agents();
-    for (let i = 0; i < 3; i++) agents.views.set(`lb-${i}`, { node: `lb-${i}`, agentVersion: 't', connectedMs: 0, lastSeenMs: 0, facts: null, health: new Map(), containers: [] });
     const deliver = (node: string, msg: CoordinatorMessage) => {
       const st = msg.desired!;
       setImmediate(() => {
