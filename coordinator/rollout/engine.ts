@@ -35,6 +35,7 @@ export interface RolloutOptions {
  * keepalive pings (10 s timeout) and kbctl calls.
  */
 export const SEND_TURN_MS = 500;
+/** Nodes started between two looks at the clock (SEND_TURN_MS). */
 const START_CHECK = 100;
 
 /**
@@ -409,9 +410,7 @@ export class RolloutEngine {
       // Each node's message (its state and the values of the credentials it references), all
       // made before the first send, so each send below happens as its node starts.
       const messages = await Promise.all(batch.map((n) => this.messageFor(rev.states[n.node]!)));
-      // Nodes start (and are sent their state) in as few event-loop turns as SEND_TURN_MS
-      // allows: a batch of thousands started in one turn would leave the process answering
-      // nothing, not even the agents' keepalive pings (10 s timeout), for as long as it takes.
+      // Nodes start (and are sent their state) in as few event-loop turns as SEND_TURN_MS allows.
       let turnStart = performance.now();
       for (const [i, n] of batch.entries()) {
         if (i > 0 && i % START_CHECK === 0 && performance.now() - turnStart >= SEND_TURN_MS) {
@@ -419,7 +418,7 @@ export class RolloutEngine {
           turnStart = performance.now();
         }
         const p = this.driveNode(r, n, rev.states[n.node]!, messages[i]!, !wide, onSent).then((out) => ({ n, out }));
-        p.catch(() => undefined); // handled by Promise.all below; not "unhandled" while later chunks start
+        p.catch(() => undefined); // handled by Promise.all below; not "unhandled" while later nodes start
         started.push(p);
       }
       const outcomes = await Promise.all(started).finally(() => {
