@@ -15,20 +15,20 @@ export interface DesiredModule {
   module: string;
   /** Logical image -> pinned reference; the same for every node. */
   images: Record<string, string>;
-  /** Node name -> desired state with revision 0 (stamped when a revision is created). */
+  /** Node name -> desired state, with the revision number computeDesired was given (default 0). */
   states: Record<string, ModuleState>;
   /** Rollout order. */
   order: string[];
 }
 
 /**
- * Computes a module's desired state from the inputs. Pure apart from image resolution
+ * Computes a module's desired state from the inputs, its states numbered `revision`. Pure apart from image resolution
  * (one registry lookup per image, shared by every node). Throws InputError with every
  * problem found (inventory rules for the module, settings, missing versions key) before
  * anything is produced: a plan is all or nothing.
  */
 export async function computeDesired(
-  def: ModuleDefinition<unknown>, inputs: PlanInputs, resolver: ImageResolver, secrets?: Readonly<Record<string, SecretVersions>>,
+  def: ModuleDefinition<unknown>, inputs: PlanInputs, resolver: ImageResolver, secrets?: Readonly<Record<string, SecretVersions>>, revision = 0,
 ): Promise<DesiredModule> {
   const problems: Problem[] = [...def.checkInventory(inputs.inventory)];
   const raw = inputs.settings[def.name] ?? emptySettings('(no settings file)');
@@ -76,7 +76,9 @@ export async function computeDesired(
     const desired = def.render({
       inventory: inputs.inventory, node, images, settings: s.settings, nodeSettings: s.nodes[node.hostname] ?? {}, peers, ...(mine ? { secrets: mine } : {}),
     });
-    states[node.hostname] = withSpecHash({ ...withCredentials(def, desired, mine), revision: 0 });
+    // The revision number is not part of the spec hash: a rollout plans its next revision's
+    // states directly (no copy of each state to set the number).
+    states[node.hostname] = withSpecHash({ ...withCredentials(def, desired, mine), revision });
   }
   return { module: def.name, images, states, order: hosts.map((h) => h.hostname) };
 }

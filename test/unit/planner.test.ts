@@ -17,6 +17,18 @@ const redis = getModule('redis');
 const three = inv(row('redis-02', '127.0.1.2', 'redis', 'replica'), row('redis-01', '127.0.1.1', 'redis', 'master'), row('redis-03', '127.0.1.3', 'redis', 'replica'), row('lb-1', '127.0.1.11', 'lb', 'internal-haproxy'));
 
 describe('redis module plan', () => {
+  it('numbers its states with the revision asked for (0 by default), which no spec hash covers', async () => {
+    const inputs = { inventory: three, versions, settings: {} };
+    const plain = await computeDesired(redis, inputs, resolver);
+    const next = await computeDesired(redis, inputs, resolver, undefined, 7);
+    expect(Object.values(plain.states).map((s) => s.revision)).toEqual([0, 0, 0]);
+    expect(Object.values(next.states).map((s) => s.revision)).toEqual([7, 7, 7]);
+    for (const [node, s] of Object.entries(next.states)) {
+      expect(s.specHash).toBe(plain.states[node]!.specHash);
+      expect({ ...s, revision: 0 }).toEqual(plain.states[node]);
+    }
+  });
+
   it('puts the master first, pins one digest for every node, binds each node, replicas follow the master', async () => {
     const d = await computeDesired(redis, { inventory: three, versions, settings: {} }, resolver);
     expect(d.order).toEqual(['redis-01', 'redis-02', 'redis-03']);
