@@ -286,9 +286,14 @@ describe('rollout engine, one wide batch', () => {
 /** The store, counting whole reads of the latest revision. */
 class ReadCountingStore extends SqliteStore {
   latestReads = 0;
+  nodeModuleReads = 0;
   override async latestRevision(module: string) {
     this.latestReads++;
     return super.latestRevision(module);
+  }
+  override async listNodeModules(q: { module?: string; node?: string } = {}) {
+    this.nodeModuleReads++;
+    return super.listNodeModules(q);
   }
 }
 
@@ -344,3 +349,59 @@ describe('rollout engine, the latest revision', () => {
     await store.close();
   });
 });
+
+describe('rollout engine, which nodes a rollout drives', () => {
+  it('reads the stored module records only for a node without a live report, and skips a node they say is up to date', async () => {
+    const { inventory, versions, agents } = fleet(3, 3);
+    const store = new ReadCountingStore(dbFile());
+    const driven: string[] = [];
+    const deliver = (node: string, msg: CoordinatorMessage) => {
+      driven.push(node);
+      const st = msg.desired!;
+      setImmediate(() => {
+        const m: ModuleHealth = { module: 'haproxy', revision: st.revision, specHash: st.specHash, healthy: true, converged: true, checks: [] };
+        agents.views.get(node)?.health.set('haproxy', m);
+        agents.emit('health', node, { modules: [m] });
+      });
+    };
+    let maxconn = 4096;
+    const engine = new RolloutEngine({
+      store, sessions: agents as never, resolver, log: pino({ level: 'silent' }), deliver,
+      inputs: () => ({ inventory, versions, settings: { haproxy: { file: 'modules.yaml', values: { maxconn }, nodes: {} } } }),
+    });
+    const roll = async () => {
+      driven.length = 0;
+      const r = await engine.start('haproxy', { maxParallel: 3, minHealthyTimeMs: 0, healthyDeadlineMs: 10_000 });
+      await engine.wait(r.id);
+      return (await store.getRollout(r.id))!;
+    };
+    const reads = async () => {
+      const before = store.nodeModuleReads;
+      const r = await roll();
+      return { r, reads: store.nodeModuleReads - before };
+    };
+    // First rollout: no node has reported the module yet, so the stored records are read
+    // (once: when it ends, every node reports live).
+    const first = await reads();
+    expect([first.r.state, first.reads]).toEqual(['succeeded', 1]);
+    // Every node reports live: the next rollout decides from the reports alone.
+    maxconn = 5000;
+    const second = await reads();
+    expect([second.r.revision, second.r.state, second.r.nodes.length, second.reads]).toEqual([2, 'succeeded', 3, 0]);
+    // lb-2's session is gone: its stored record is read (when the rollout starts and when it
+    // ends); there is none, so lb-2 is driven again.
+    const lb2 = agents.views.get('lb-2')!;
+    agents.views.delete('lb-2');
+    const third = await reads();
+    expect([third.r.revision, third.r.nodes.map((x) => x.node), third.reads]).toEqual([2, ['lb-2'], 2]);
+    // Its stored record says it runs revision 2's spec, healthy: nothing to do.
+    const spec = (await store.getRevision('haproxy', 2))!.states['lb-2']!.specHash;
+    await store.putNodeModule({ node: 'lb-2', module: 'haproxy', revision: 2, specHash: spec, healthy: true, converged: true, checks: [], updatedMs: Date.now() });
+    const fourth = await reads();
+    expect([fourth.r.state, fourth.r.nodes.length, driven, fourth.reads]).toEqual(['succeeded', 0, [], 1]);
+    agents.views.set('lb-2', lb2);
+    await engine.stop();
+    await store.close();
+  });
+});
+
