@@ -1,3 +1,4 @@
+import { encodeRecord } from '../../coordinator/store/codec.js';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
@@ -93,3 +94,22 @@ describe('SQLite store, a damaged revision', () => {
     await a.close();
   });
 });
+
+describe('SQLite store, the healthy mark of a revision', () => {
+  it('is set on a revision stored by an earlier version of kb (states before healthyMs) too', async () => {
+    const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-store-')), 'kb.db');
+    const a = new SqliteStore(file);
+    const states = { 'lb-0': { module: 'haproxy', revision: 2, specHash: 'h0', containers: [], files: [{ path: '/x', mode: 420, content: Buffer.from('x') }], healthChecks: [] } };
+    await a.putRevision({ module: 'haproxy', revision: 2, createdMs: 1, images: {}, healthyMs: null, sourceRevision: null, states: states as never });
+    // As an earlier version wrote it: encodeRecord of the record literal, `states` before `healthyMs`.
+    const db = (a as unknown as { db: { prepare(s: string): { run(...p: unknown[]): unknown } } }).db;
+    const old = encodeRecord({ module: 'haproxy', revision: 2, createdMs: 1, images: {}, states, healthyMs: null, sourceRevision: null });
+    db.prepare("UPDATE revisions SET doc = ? WHERE module = 'haproxy'").run(old);
+    await a.markRevisionHealthy('haproxy', 2, 4321);
+    const back = (await a.getRevision('haproxy', 2))!;
+    expect(back.healthyMs).toBe(4321);
+    expect(back.states['lb-0']!.files[0]!.content).toEqual(Buffer.from('x'));
+    await a.close();
+  });
+});
+
