@@ -76,7 +76,7 @@ export function decodeRevision(doc: string | Uint8Array, where: string): Revisio
   try {
     return decodeRecord<RevisionRecord>(docText(doc));
   } catch (err) {
-    throw new KbError(`${where}: stored revision unreadable (${errorMessage(err)}); the store's file or etcd data is damaged`, { cause: err });
+    throw unreadable(where, err);
   }
 }
 
@@ -131,36 +131,48 @@ function statePieces(state: ModuleState, out: string[]): void {
 }
 
 /**
- * A stored revision document with `healthyMs` set to `atMs`, made without decoding its states:
- * only the head before `"states"` (module, revision, times, images) is parsed and written
- * again, and the states' text is kept as it is. At 5,000 nodes, decoding every state and
- * encoding it again took ~300 ms of the main thread when a rollout ended healthy.
- *
- * Returns undefined for a document whose states are not last (written by an earlier version
- * of kb): the caller decodes it whole instead. Throws like decodeRevision for a damaged one.
+ * A stored revision document with `healthyMs` set to `atMs`, to be stored in its place.
+ * A document kb wrote (`states` last) is not decoded: only the head before `"states"`
+ * (module, revision, times, images) is parsed and written again, and the states' text is kept
+ * as it is. At 5,000 nodes, decoding every state and encoding it again took ~300 ms of the main
+ * thread when a rollout ended healthy. A document in another layout (earlier versions wrote
+ * `states` before `healthyMs`) is decoded and encoded whole. Throws like decodeRevision for a
+ * damaged one.
  */
-export function markedHealthy(doc: string | Uint8Array, atMs: number, where: string): string | Buffer | undefined {
+export function withHealthyMark(doc: string | Uint8Array, atMs: number, where: string): string | Buffer {
   let text: string;
   try {
     text = docText(doc);
   } catch (err) {
-    throw new KbError(`${where}: stored revision unreadable (${errorMessage(err)}); the store's file or etcd data is damaged`, { cause: err });
+    throw unreadable(where, err);
   }
   const at = text.indexOf(',"states":{');
-  if (at < 0 || !text.endsWith('}}')) return undefined;
-  let head: Record<string, unknown>;
-  try {
-    head = JSON.parse(`${text.slice(0, at)}}`) as Record<string, unknown>;
-  } catch {
-    return undefined;
+  const head = at > 0 && text.endsWith('}}') ? parseHead(text.slice(0, at)) : undefined;
+  if (!head) {
+    const r = decodeRevision(text, where);
+    r.healthyMs = atMs;
+    return encodeRevision(r);
   }
-  if (!head || typeof head !== 'object' || !('healthyMs' in head) || 'states' in head) return undefined;
   head.healthyMs = atMs;
   const pieces = [encodeRecord(head).slice(0, -1), text.slice(at)];
   return pieces[0]!.length + pieces[1]!.length >= REVISION_GZIP_MIN_BYTES ? gzipPieces(pieces) : pieces.join('');
 }
 
-/** The JSON text of a stored revision document (plain text, bytes, or gzip members). */
+/** The fields of a revision before its states (`{...` without the closing brace), if that is what `open` holds. */
+function parseHead(open: string): Record<string, unknown> | undefined {
+  try {
+    const head = JSON.parse(`${open}}`) as unknown;
+    return head && typeof head === 'object' && 'healthyMs' in head && !('states' in head) ? head as Record<string, unknown> : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function unreadable(where: string, err: unknown): KbError {
+  return new KbError(`${where}: stored revision unreadable (${errorMessage(err)}); the store's file or etcd data is damaged`, { cause: err });
+}
+
+/** The JSON text of a stored revision document (plain text, or its bytes, gzipped or not). */
 function docText(doc: string | Uint8Array): string {
   if (typeof doc === 'string') return doc;
   const bytes = Buffer.isBuffer(doc) ? doc : Buffer.from(doc.buffer, doc.byteOffset, doc.byteLength);

@@ -5,7 +5,7 @@ import {
   type ICompare, type IKeyValue, type IOptions, type IRangeRequest, type IRequestOp, type IResponseOp,
 } from 'etcd3';
 import { KbError, errorMessage } from '../../shared/errors/index.js';
-import { decodeRecord, decodeRevision, encodePlain, encodeRevision, markedHealthy } from './codec.js';
+import { decodeRecord, decodeRevision, encodePlain, encodeRevision, withHealthyMark } from './codec.js';
 import { FencedWriteError, RevisionExistsError, StoreUnavailableError } from './errors.js';
 import type {
   AssignmentRecord, EventRecord, NodeIdentityRecord, NodeModuleRecord, NodeRecord, RevisionRecord, RolloutRecord, RolloutState, SecretStateRecord,
@@ -376,12 +376,7 @@ export class EtcdStore implements Store {
     for (let attempt = 0; attempt < 5; attempt++) {
       const kv = await this.conn.get(key);
       if (!kv) return;
-      let doc = markedHealthy(kv.value, atMs, this.where(kv));
-      if (doc === undefined) {
-        const r = decodeRevision(kv.value, this.where(kv));
-        r.healthyMs = atMs;
-        doc = encodeRevision(r);
-      }
+      const doc = withHealthyMark(kv.value, atMs, this.where(kv));
       const res = await this.conn.txn({ compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }], success: [put(key, doc)] }, this.guard);
       if (res.succeeded) return;
     }

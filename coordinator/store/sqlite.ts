@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { RevisionExistsError } from './errors.js';
-import { decodeRecord, decodeRevision, encodePlain, encodeRevision, markedHealthy } from './codec.js';
+import { decodeRecord, decodeRevision, encodePlain, encodeRevision, withHealthyMark } from './codec.js';
 import type {
   AssignmentRecord, EventRecord, NodeIdentityRecord, NodeModuleRecord, NodeRecord, RevisionRecord, RolloutRecord, RolloutState, SecretStateRecord,
   SecretVersionRecord, Store, TokenRecord,
@@ -175,14 +175,9 @@ export class SqliteStore implements Store {
   }
   async markRevisionHealthy(module: string, revision: number, atMs: number): Promise<void> {
     await this.write(() => {
-      const row = this.stmt('SELECT module, revision, doc FROM revisions WHERE module = ? AND revision = ?').get(module, revision) as { doc: string | Buffer } | undefined;
+      const row = this.stmt('SELECT doc FROM revisions WHERE module = ? AND revision = ?').get(module, revision) as { doc: string | Buffer } | undefined;
       if (!row) return;
-      let doc = markedHealthy(row.doc, atMs, `${this.file}: ${module} revision ${revision}`);
-      if (doc === undefined) {
-        const r = this.parseRevision(row)!;
-        r.healthyMs = atMs;
-        doc = encodeRevision(r);
-      }
+      const doc = withHealthyMark(row.doc, atMs, `${this.file}: ${module} revision ${revision}`);
       this.stmt('UPDATE revisions SET doc = ? WHERE module = ? AND revision = ?').run(doc, module, revision);
     });
   }

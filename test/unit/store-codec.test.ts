@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { gunzipSync } from 'node:zlib';
-import { decodeRecord, decodeRevision, encodePlain, encodeRecord, encodeRevision, markedHealthy, REVISION_GZIP_MIN_BYTES } from '../../coordinator/store/codec.js';
+import { decodeRecord, decodeRevision, encodePlain, encodeRecord, encodeRevision, REVISION_GZIP_MIN_BYTES, withHealthyMark } from '../../coordinator/store/codec.js';
 import type { AssignmentRecord, EventRecord, NodeModuleRecord, NodeRecord, RevisionRecord, RolloutRecord } from '../../coordinator/store/types.js';
 
 describe('store record codec', () => {
@@ -118,27 +118,31 @@ describe('revision codec', () => {
       const r = rev(nodes);
       r.states['lb-1']!.files[0]!.path = '/etc/haproxy/h\u00e9\u4e2d\u{1f600}.cfg';
       const doc = encodeRevision(r);
-      const marked = markedHealthy(doc, 1234, 'test')!;
-      expect(marked).toBeDefined();
-      expect(typeof marked).toBe(typeof doc);
+      const marked = withHealthyMark(doc, 1234, 'test');
+            expect(typeof marked).toBe(typeof doc);
       const expected = decodeRevision(doc, 'test');
       expected.healthyMs = 1234;
       expect(decodeRevision(marked, 'test')).toEqual(expected);
       // Byte for byte what the decode-and-encode path stores.
       expect(Buffer.from(marked).equals(Buffer.from(encodeRevision(expected)))).toBe(true);
       // A Uint8Array view of the stored bytes (what some drivers hand back) is read the same.
-      if (Buffer.isBuffer(doc)) expect(decodeRevision(markedHealthy(new Uint8Array(doc.buffer, doc.byteOffset, doc.byteLength), 1234, 'test')!, 'test')).toEqual(expected);
+      if (Buffer.isBuffer(doc)) expect(decodeRevision(withHealthyMark(new Uint8Array(doc.buffer, doc.byteOffset, doc.byteLength), 1234, 'test'), 'test')).toEqual(expected);
     }
   });
 
-  it('leaves a revision stored by an earlier version (states not last) to the caller, and names a damaged one', () => {
+  it('marks a revision stored by an earlier version (states not last) by decoding it whole, and names a damaged one', () => {
     const r = rev(3);
     // Earlier versions stored encodeRecord of the record, `states` before `healthyMs`.
     const old = encodeRecord({ module: r.module, revision: r.revision, createdMs: r.createdMs, images: r.images, states: r.states, healthyMs: null, sourceRevision: null });
-    expect(markedHealthy(old, 1234, 'test')).toBeUndefined();
-    expect(markedHealthy(Buffer.from(old), 1234, 'test')).toBeUndefined();
+    const expected = { ...r, healthyMs: 1234 };
+    for (const doc of [old, Buffer.from(old)]) {
+      const marked = withHealthyMark(doc, 1234, 'test');
+      expect(decodeRevision(marked, 'test')).toEqual(expected);
+      // Encoded again whole: in kb's layout now, states last.
+      expect(marked).toBe(encodeRevision(expected));
+    }
     const doc = encodeRevision(rev(500)) as Buffer;
-    expect(() => markedHealthy(doc.subarray(0, doc.length >> 1), 1, 'kb.db: haproxy revision 3')).toThrow(/^kb\.db: haproxy revision 3: stored revision unreadable/);
+    expect(() => withHealthyMark(doc.subarray(0, doc.length >> 1), 1, 'kb.db: haproxy revision 3')).toThrow(/^kb\.db: haproxy revision 3: stored revision unreadable/);
   });
 });
 
