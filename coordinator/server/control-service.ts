@@ -251,8 +251,7 @@ export function controlHandlers(deps: ControlDeps): grpc.UntypedServiceImplement
 
     RolloutStatus: unary(async (req: RolloutStatusRequest): Promise<RolloutStatusResponse> => {
       getModule(req.module);
-      const all = await deps.store.listRollouts({ module: req.module });
-      const last = all[all.length - 1];
+      const last = await deps.store.latestRollout(req.module);
       if (!last) return { rollout: null, events: [] };
       return { rollout: toInfo(last), events: req.events ? (await deps.store.listEvents(last.id)).map(toEvent) : [] };
     }),

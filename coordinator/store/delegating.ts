@@ -29,6 +29,7 @@ export class DelegatingStore implements Store {
   async putRollout(r: RolloutRecord): Promise<void> { return this.current().putRollout(r); }
   async getRollout(id: string): Promise<RolloutRecord | undefined> { return this.current().getRollout(id); }
   async listRollouts(filter?: { module?: string; state?: RolloutState }): Promise<RolloutRecord[]> { return this.current().listRollouts(filter); }
+  async latestRollout(module: string): Promise<RolloutRecord | undefined> { return this.current().latestRollout(module); }
   async appendEvent(e: Omit<EventRecord, 'id'>): Promise<EventRecord> { return this.current().appendEvent(e); }
   async listEvents(rolloutId: string): Promise<EventRecord[]> { return this.current().listEvents(rolloutId); }
   async putToken(t: TokenRecord): Promise<void> { return this.current().putToken(t); }

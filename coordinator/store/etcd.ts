@@ -394,6 +394,29 @@ export class EtcdStore implements Store {
       .filter((r) => (!filter.module || r.module === filter.module) && (!filter.state || r.state === filter.state))
       .sort((a, b) => a.createdMs - b.createdMs || cmp(a.id, b.id));
   }
+  async latestRollout(module: string): Promise<RolloutRecord | undefined> {
+    // Keys only, then the documents of the module's highest revision: the engine names a
+    // rollout `<module>-<revision>-<8 hex>` and numbers revisions in the order it plans them
+    // (an undo too), so only a re-run of the same revision shares the number. An id of another
+    // form is read and judged by its document.
+    const dir = Buffer.concat([this.k('rollouts'), Buffer.from('/')]);
+    const { kvs } = await this.conn.list(dir, { keys_only: true });
+    let top = -1;
+    let ids: string[] = [];
+    const other: string[] = [];
+    for (const kv of kvs) {
+      const id = Buffer.from(kv.key).subarray(dir.length).toString('utf8');
+      const m = /^(.+)-(\d+)-[0-9a-f]{8}$/.exec(id);
+      if (!m) other.push(id);
+      else if (m[1] === module && Number(m[2]) > top) [top, ids] = [Number(m[2]), [id]];
+      else if (m[1] === module && Number(m[2]) === top) ids.push(id);
+    }
+    const docs = await Promise.all([...ids, ...other].map((id) => this.getRollout(id)));
+    return docs
+      .filter((r): r is RolloutRecord => r?.module === module)
+      .sort((a, b) => a.createdMs - b.createdMs || cmp(a.id, b.id))
+      .at(-1);
+  }
 
   async appendEvent(e: Omit<EventRecord, 'id'>): Promise<EventRecord> {
     const key = this.k('events', e.rolloutId, `${pad(e.atMs)}-${randomBytes(6).toString('hex')}`);

@@ -41,6 +41,7 @@ export class SqliteStore implements Store {
       CREATE TABLE IF NOT EXISTS assignments (node TEXT, module TEXT, doc TEXT NOT NULL, PRIMARY KEY (node, module));
       CREATE TABLE IF NOT EXISTS revisions (module TEXT, revision INTEGER, doc TEXT NOT NULL, PRIMARY KEY (module, revision));
       CREATE TABLE IF NOT EXISTS rollouts (id TEXT PRIMARY KEY, module TEXT NOT NULL, state TEXT NOT NULL, created_ms INTEGER NOT NULL, doc TEXT NOT NULL);
+      CREATE INDEX IF NOT EXISTS rollouts_module ON rollouts (module, created_ms, id);
       CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, rollout_id TEXT NOT NULL, doc TEXT NOT NULL);
       CREATE INDEX IF NOT EXISTS events_rollout ON events (rollout_id, id);
       CREATE TABLE IF NOT EXISTS secret_versions (name TEXT, version INTEGER, doc TEXT NOT NULL, PRIMARY KEY (name, version));
@@ -192,6 +193,10 @@ export class SqliteStore implements Store {
   async listRollouts(filter: { module?: string; state?: RolloutState } = {}): Promise<RolloutRecord[]> {
     return parseAll(this.stmt('SELECT doc FROM rollouts WHERE (@module IS NULL OR module = @module) AND (@state IS NULL OR state = @state) ORDER BY created_ms, id')
       .all({ module: filter.module ?? null, state: filter.state ?? null }));
+  }
+
+  async latestRollout(module: string): Promise<RolloutRecord | undefined> {
+    return parse(this.stmt('SELECT doc FROM rollouts WHERE module = ? ORDER BY created_ms DESC, id DESC LIMIT 1').get(module));
   }
 
   async appendEvent(e: Omit<EventRecord, 'id'>): Promise<EventRecord> {

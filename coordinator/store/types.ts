@@ -40,6 +40,12 @@ export interface Store {
   putRollout(r: RolloutRecord): Promise<void>;
   getRollout(id: string): Promise<RolloutRecord | undefined>;
   listRollouts(filter?: { module?: string; state?: RolloutState }): Promise<RolloutRecord[]>;
+  /**
+   * The module's latest rollout (greatest createdMs, then id), reading no other rollout's
+   * document: a fleet keeps every rollout, and at thousands of nodes each is hundreds of
+   * kilobytes (`kbctl rollout status`, polled every 500 ms while a rollout is followed).
+   */
+  latestRollout(module: string): Promise<RolloutRecord | undefined>;
 
   appendEvent(e: Omit<EventRecord, 'id'>): Promise<EventRecord>;
   listEvents(rolloutId: string): Promise<EventRecord[]>;

@@ -145,6 +145,28 @@ export function storeConformance(backend: string, makeBacking: () => Promise<Bac
       expect(await store.getRollout('zz')).toBeUndefined();
     });
 
+    it('latest rollout of a module: greatest creation time then id, among ids the engine makes and others; none for a module never rolled out', async () => {
+      expect(await store.latestRollout('redis')).toBeUndefined();
+      // The engine's ids (<module>-<revision>-<8 hex>): a re-run of revision 2 after its first run, an undo as revision 3.
+      const engine = (module: string, revision: number, hex: string, createdMs: number) => ({ ...rollout(`${module}-${revision}-${hex}`, module, 'succeeded', createdMs), revision });
+      await store.putRollout(engine('redis', 1, '0a0b0c0d', 100));
+      await store.putRollout(engine('redis', 2, 'ffffffff', 200));
+      await store.putRollout(engine('redis', 2, '00000001', 300));
+      await store.putRollout(engine('redis-sentinel', 9, '12345678', 900)); // another module whose name extends this one's
+      await store.putRollout(engine('haproxy', 7, '12345678', 1000));
+      expect((await store.latestRollout('redis'))?.id).toBe('redis-2-00000001');
+      await store.putRollout(engine('redis', 3, 'abcdef01', 400));
+      expect((await store.latestRollout('redis'))?.id).toBe('redis-3-abcdef01');
+      expect((await store.latestRollout('redis-sentinel'))?.id).toBe('redis-sentinel-9-12345678');
+      // Ids of another form are judged by their documents.
+      await store.putRollout(rollout('zz-manual', 'redis', 'running', 500));
+      expect(await store.latestRollout('redis')).toEqual(rollout('zz-manual', 'redis', 'running', 500));
+      await store.putRollout(rollout('aa-manual', 'redis', 'failed', 500)); // same time: the greater id wins
+      expect((await store.latestRollout('redis'))?.id).toBe('zz-manual');
+      // The same answer as the full listing's last.
+      expect((await store.latestRollout('redis'))?.id).toBe((await store.listRollouts({ module: 'redis' })).at(-1)!.id);
+    });
+
     it('events: ids strictly increase across rollouts, even when appended concurrently; listed in id order', async () => {
       const ev = (rolloutId: string, i: number): Omit<EventRecord, 'id'> => ({ rolloutId, atMs: 1000 - i, node: `n${i}`, kind: 'node-apply', message: `m${i}`, check: '', observed: '', revision: 1 });
       const first = await store.appendEvent(ev('r1', 0));
