@@ -381,9 +381,7 @@ export class Coordinator {
         this.log.warn({ err: errorMessage(err) }, 'inputs do not load: rollouts are refused until they are fixed');
         return;
       }
-      // The embedded store's secrets were made above (ensureAll); etcd's may still be filling.
-      const versions = c.store.kind === 'sqlite' ? () => this.secrets.versions() : undefined;
-      void planAtStart(inputs, this.log, versions).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'planning at start failed'));
+      void planAtStart(inputs, this.log).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'planning at start failed'));
     });
     // Resumes running rollouts (then rotations) now, or, on etcd, whenever this replica becomes the leader.
     await this.runtime.start();

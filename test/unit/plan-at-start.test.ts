@@ -40,29 +40,4 @@ describe('planning at start', () => {
     expect(warn.msg).toBe('module haproxy cannot be planned from the current inputs; a rollout of it will be refused until they are fixed');
     expect(log.lines.at(-1)!.msg).toBe('inputs planned at start: redis on 3 nodes');
   });
-
-  it('with the secret store\'s versions, plans the states a rollout plans (credential references) and names a credential the store lacks', async () => {
-    const inventory = loadInventory(sharedFixture('servers.tsv'));
-    const log = logger();
-    const without = await planAtStart({ inventory, versions, settings: {} }, logger() as never);
-    const res = await planAtStart({ inventory, versions, settings: {} }, log as never, async () => ({ redis: { active: 2, accepted: [1] } }));
-    expect(res.map(({ module, nodes, error }) => ({ module, nodes, error }))).toEqual([{ module: 'redis', nodes: 3, error: undefined }, { module: 'haproxy', nodes: 2, error: undefined }]);
-    // The stored revision now holds each state's references to redis.env version 2.
-    for (const [i, r] of res.entries()) expect(r.revisionBytes).toBeGreaterThan(without[i]!.revisionBytes!);
-    expect(log.lines.map((l) => l.msg)).toEqual(['inputs planned at start: redis on 3 nodes, haproxy on 2 nodes']);
-
-    const empty = logger();
-    const missing = await planAtStart({ inventory, versions, settings: {} }, empty as never, async () => ({}));
-    expect(missing.map((r) => r.nodes)).toEqual([0, 0]);
-    expect(missing[0]!.error).toMatch(/module redis: the secret store has no redis\.env/);
-    expect(empty.lines.filter((l) => l.level === 'warn').map((l) => l.obj.module)).toEqual(['redis', 'haproxy']);
-  });
-
-  it('plans without the credentials, and says so, when the secret store cannot be read', async () => {
-    const log = logger();
-    const res = await planAtStart({ inventory: loadInventory(sharedFixture('servers.tsv')), versions, settings: {} }, log as never, () => Promise.reject(new Error('database is locked')));
-    expect(res.map((r) => r.nodes)).toEqual([3, 2]);
-    expect(log.lines[0]).toMatchObject({ level: 'warn', msg: 'credentials not checked at start: the secret store could not be read', obj: { err: 'database is locked' } });
-    expect(log.lines.at(-1)!.msg).toBe('inputs planned at start: redis on 3 nodes, haproxy on 2 nodes');
-  });
 });
