@@ -91,7 +91,9 @@ export async function redisReplicationCheck(input: CheckInput): Promise<Outcome>
  * Healthy when the local Sentinel (host:port) answers, every Sentinel that answers names
  * the same master, the local Sentinel sees that master up (flags exactly "master": no
  * s_down, o_down or failover in progress), and it knows at least
- * min(minSentinels, answering) Sentinels itself included. Sentinels of nodes not installed
+ * min(minSentinels, answering) Sentinels itself included, and no more than `sentinels` lists
+ * (a Sentinel outside the inventory, such as a removed node's still running, counts in
+ * failover majorities: Sentinel forgets one only on SENTINEL RESET). Sentinels of nodes not installed
  * yet (first rollout) do not answer and so do not fail the check; a Sentinel that answers
  * something else does.
  */
@@ -128,6 +130,9 @@ export async function redisSentinelCheck(input: CheckInput): Promise<Outcome> {
   const seen = `${answering.length}/${all.length} sentinels name ${mine.master}; local knows ${known} sentinels${silentText}`;
   if (record.flags !== 'master') return { ok: false, observed: `${seen}; master flags ${record.flags ?? '?'}` };
   if (known < need) return { ok: false, observed: `${seen} (want >= ${need})` };
+  if (known > all.length) {
+    return { ok: false, observed: `${seen}, more than the ${all.length} of the inventory: the others count in failover majorities (SENTINEL SENTINELS ${check.masterName} lists them; SENTINEL RESET ${check.masterName} here, once they are stopped, forgets them)` };
+  }
   return { ok: true, observed: seen };
 }
 

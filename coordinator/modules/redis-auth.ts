@@ -14,7 +14,9 @@
  *    REDIS_SENTINEL_PASSWORD, `sentinel sentinel-pass` (to talk to the other Sentinels) and
  *    `sentinel auth-pass` (to talk to Redis), at the active version.
  *  - redis.env is mounted read-only into the redis container for its start script, which
- *    asks the Sentinels who the master is (REDISCLI_AUTH, never exported to redis-server).
+ *    asks the Sentinels who the master is (REDISCLI_AUTH, never exported to redis-server),
+ *    and into the redis-sentinel container for its start script, which asks the other
+ *    Sentinels their ids (REDISCLI_AUTH, never exported to Sentinel).
  *  - The containers' environment carries KB_REDIS_AUTH, the versions in use (no value), so a
  *    new version replaces them (a single-file bind mount keeps the inode it was made with).
  *  - Health checks, the master follower and the drill read both passwords from redis.env
@@ -96,8 +98,8 @@ export function redisAuth(v: SecretVersions | undefined): RedisAuth {
       { file: REDIS_AUTH_FILE, mode: 0o600, uid: 0, gid: 0, template: redisServerTemplate(v) },
       { file: SENTINEL_AUTH_FILE, mode: 0o600, uid: 0, gid: 0, template: sentinelTemplate },
     ],
-    sentinelVolumes: [ro(SENTINEL_AUTH_FILE, SENTINEL_TEMPLATE_MOUNT)],
-    sentinelEnv: { KB_REDIS_AUTH: marker, KB_SENTINEL_TEMPLATE: SENTINEL_TEMPLATE_MOUNT },
+    sentinelVolumes: [ro(SENTINEL_AUTH_FILE, SENTINEL_TEMPLATE_MOUNT), ro('redis.env', REDIS_ENV_MOUNT)],
+    sentinelEnv: { KB_REDIS_AUTH: marker, KB_SENTINEL_TEMPLATE: SENTINEL_TEMPLATE_MOUNT, KB_REDIS_ENV: REDIS_ENV_MOUNT },
     check: REDIS_CREDENTIALS_CHECK,
   };
 }

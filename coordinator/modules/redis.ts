@@ -62,14 +62,30 @@ export const SENTINEL_TEMPLATE = 'kb-template.conf';
  * (known replicas and Sentinels, epochs, the current master), so kb never writes
  * sentinel.conf itself: it writes a template, and this script copies the template over
  * sentinel.conf only when sentinel.conf is missing or the template differs from the one
- * last copied (keeping Sentinel's `myid`, so the others do not see a new Sentinel). A
- * restart with an unchanged template keeps everything Sentinel learned, including a
- * failover. See docs/adr/0013-redis-master-follower.md.
+ * last copied. A restart with an unchanged template keeps everything Sentinel learned,
+ * including a failover. See docs/adr/0013-redis-master-follower.md.
+ *
+ * Sentinel ids (docs/adr/0024-sentinel-ids.md): the template names this Sentinel (`sentinel
+ * myid`, derived from the node's hostname) and the others (`sentinel known-sentinel`, with
+ * their derived ids), so the Sentinels of a new fleet know each other from their first start
+ * instead of after their hello messages (every 2 s). When copying, the script picks the id:
+ *  - the id in sentinel.conf, if there is one (a restart, or a Sentinel made before kb named
+ *    Sentinels, which keeps the id the others know it by);
+ *  - else the id the other Sentinels know this address by (a rebuilt node takes its id back);
+ *  - else the derived one.
+ * Each other Sentinel is asked its id and what it knows (SENTINEL MYID and SENTINELS, in
+ * parallel, 2 s at most): an answer replaces the derived id; without an answer the derived
+ * id is written only if this Sentinel uses its derived id too (a new fleet), else that
+ * Sentinel is left to be discovered by its hellos. A derived id that turns out wrong is
+ * replaced by Sentinel at the first hello from that address (checked in
+ * test/e2e/sentinel-ids.test.ts).
  *
  * With credentials, the template is the rendered credentials file KB_SENTINEL_TEMPLATE
  * (mounted read-only) and holds the Sentinel passwords; Sentinel persists them in its
  * sentinel.conf, so the script runs with umask 077 (sentinel.conf 0600) and remembers the
- * template by its SHA-256 only (never a second copy).
+ * template by its SHA-256 only (never a second copy). KB_REDIS_ENV names the mounted
+ * redis.env: the Sentinel password for asking the others is read from it in a subshell and
+ * given to redis-cli as REDISCLI_AUTH.
  */
 export const SENTINEL_START_SCRIPT = [
   'set -e',
@@ -78,9 +94,37 @@ export const SENTINEL_START_SCRIPT = [
   `tpl="\${KB_SENTINEL_TEMPLATE:-${SENTINEL_TEMPLATE}}"`,
   'sum="$(sha256sum < "$tpl" | cut -d" " -f1)"',
   'if [ ! -s sentinel.conf ] || [ "$sum" != "$(cat .kb-template.sha256 2>/dev/null)" ]; then',
-  '  id="$(grep "^sentinel myid " sentinel.conf 2>/dev/null || true)"',
-  '  cp "$tpl" sentinel.conf.kb-tmp',
-  '  if [ -n "$id" ]; then echo "$id" >> sentinel.conf.kb-tmp; fi',
+  '  derived="$(sed -n "s/^sentinel myid //p" "$tpl" | tail -n 1)"',
+  '  id="$(sed -n "s/^sentinel myid //p" sentinel.conf 2>/dev/null | tail -n 1)"; how="kept"',
+  '  me="$(sed -n "s/^sentinel announce-ip //p" "$tpl" | tail -n 1) $(sed -n "s/^port //p" "$tpl" | tail -n 1)"',
+  '  sp=""',
+  '  if [ -n "${KB_REDIS_ENV:-}" ] && [ -r "$KB_REDIS_ENV" ]; then sp="$(. "$KB_REDIS_ENV"; printf %s "$REDIS_SENTINEL_PASSWORD")"; fi',
+  '  tmp="$(mktemp -d)"',
+  '  grep "^sentinel known-sentinel " "$tpl" > "$tmp/seeds" || true',
+  '  i=0',
+  '  while read -r _ _ name ip port _; do',
+  '    i=$((i+1))',
+  '    ( if [ -n "$sp" ]; then export REDISCLI_AUTH="$sp"; fi',
+  '      printf "SENTINEL MYID\\nSENTINEL SENTINELS %s\\n" "$name" | timeout 2 redis-cli -h "$ip" -p "$port" --raw > "$tmp/$i.out" 2>/dev/null || true ) &',
+  '  done < "$tmp/seeds"',
+  '  wait',
+  '  unset sp',
+  '  if [ -z "$id" ]; then',
+  '    how="known to the others by it"',
+  '    id="$(for f in "$tmp"/*.out; do [ -f "$f" ] && awk -v me="$me" \'NR == 1 { next } NR % 2 == 0 { k = $0; next } k == "name" { ip = ""; port = "" } k == "ip" { ip = $0 } k == "port" { port = $0 } k == "runid" && ip " " port == me { print }\' "$f"; done | grep -Ex "[0-9a-f]{40}" | sort | uniq -c | sort -rn | head -n 1 | awk "{ print \\$2 }")"',
+  '  fi',
+  '  if [ -z "$id" ] || [ "$id" = "$derived" ]; then id="$derived"; how="derived from the hostname"; fi',
+  '  grep -v -e "^sentinel myid " -e "^sentinel known-sentinel " "$tpl" > sentinel.conf.kb-tmp',
+  '  if [ -n "$id" ]; then echo "sentinel myid $id" >> sentinel.conf.kb-tmp; fi',
+  '  i=0; known=0',
+  '  while read -r _ _ name ip port seeded; do',
+  '    i=$((i+1))',
+  '    a="$(head -n 1 "$tmp/$i.out" 2>/dev/null || true)"',
+  '    if printf %s "$a" | grep -Eqx "[0-9a-f]{40}"; then seeded="$a"; elif [ "$id" != "$derived" ]; then continue; fi',
+  '    echo "sentinel known-sentinel $name $ip $port $seeded" >> sentinel.conf.kb-tmp; known=$((known+1))',
+  '  done < "$tmp/seeds"',
+  '  echo "kb: Sentinel id $id ($how); $known of $i other Sentinels known from the start" >&2',
+  '  rm -rf "$tmp"',
   '  mv sentinel.conf.kb-tmp sentinel.conf',
   '  echo "$sum" > .kb-template.sha256',
   'fi',
@@ -164,8 +208,18 @@ export function redisTopology(inv: Inventory, s: RedisSettings): RedisTopology {
   };
 }
 
-/** The Sentinel template for one node. */
-export function sentinelTemplate(node: Server, master: Server, s: RedisSettings): string {
+/**
+ * A Sentinel's id (`sentinel myid`): 40 hex digits derived from the node's hostname, so every
+ * Sentinel's template can name the others before any of them started (see
+ * SENTINEL_START_SCRIPT). The address is not in it: Sentinel follows a known id to a new
+ * address (+sentinel-address-switch).
+ */
+export function sentinelId(hostname: string): string {
+  return sha256Hex(`kb-sentinel\n${hostname}`).slice(0, 40);
+}
+
+/** The Sentinel template for one node; `peers` are every Redis node (this one included or not). */
+export function sentinelTemplate(node: Server, master: Server, s: RedisSettings, peers: readonly Server[]): string {
   const n = s.master_name;
   return [
     `# Rendered by kb (module redis) for ${node.hostname}. kb rewrites this template; the`,
@@ -175,10 +229,13 @@ export function sentinelTemplate(node: Server, master: Server, s: RedisSettings)
     `bind ${node.privateIp}`,
     `sentinel announce-ip ${node.privateIp}`,
     'sentinel resolve-hostnames no',
+    `sentinel myid ${sentinelId(node.hostname)}`,
     `sentinel monitor ${n} ${master.privateIp} ${s.port} ${s.sentinel_quorum}`,
     `sentinel down-after-milliseconds ${n} ${s.down_after_ms}`,
     `sentinel failover-timeout ${n} ${s.failover_timeout_ms}`,
     `sentinel parallel-syncs ${n} ${s.parallel_syncs}`,
+    // The other Sentinels, known from the first start (checked against their answers by the start script).
+    ...peers.filter((p) => p.hostname !== node.hostname).map((p) => `sentinel known-sentinel ${n} ${p.privateIp} ${s.sentinel_port} ${sentinelId(p.hostname)}`),
     '',
   ].join('\n');
 }
@@ -193,7 +250,7 @@ export function sentinelTemplate(node: Server, master: Server, s: RedisSettings)
  *
  * Health (per node): ports, the node's role matches what its Sentinel says (master, or a
  * replica of that master with the link up), every reachable Sentinel names the same
- * master, and the local Sentinel knows the others (three in KeyBuzz). SET/GET through the
+ * master, and the local Sentinel knows the others (three in KeyBuzz), and no more. SET/GET through the
  * proxy is checked by the haproxy module.
  *
  * Rollout order: master first, then replicas in inventory order.
@@ -260,7 +317,7 @@ export const redisModule: ModuleDefinition<RedisSettings> = {
       '--maxmemory-policy', s.maxmemory_policy,
       ...s.extra_args,
     ];
-    const template = sentinelTemplate(node, master, s) + (secrets?.redis ? `${sentinelAuthLines(secrets.redis, s.master_name).join('\n')}\n` : '');
+    const template = sentinelTemplate(node, master, s, redisHosts(inventory)) + (secrets?.redis ? `${sentinelAuthLines(secrets.redis, s.master_name).join('\n')}\n` : '');
     const secretFiles = auth.secretFiles(template);
     const topo = redisTopology(inventory, settings);
     const majority = Math.floor(topo.sentinels.length / 2) + 1;

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AckWriter, measureFailover } from '../../shared/redis/writer.js';
 import { Cluster, HA_NODES, HA_SETTINGS, REDIS_NODES } from '../helpers/cluster.js';
 import { sleep, waitFor } from '../helpers/proc.js';
+import { sentinelId } from '../../coordinator/modules/redis.js';
 import {
   MASTER_NAME, allHealthy, check, currentAuth, failing, haproxyServer, majorityMaster, redis, replication, runtimeSocket, sentinelSays, setThroughProxy,
   useCredentials,
@@ -80,6 +81,14 @@ describe('Redis HA: Sentinel, HAProxy and the master follower', () => {
     await expectHealthy('every node healthy');
     const follower = await check(cluster, LB.name, 'haproxy', 'follower');
     expect(follower?.observed).toContain(`be_redis_master/redis-master -> ${master} agreed by 3/3 sentinels`);
+    // Each Sentinel runs with the id derived from its hostname and knew the two others from its
+    // first start (written by the start script, which asked them with the Sentinel password).
+    for (const n of REDIS_NODES) {
+      expect(await redis(n.ip, 26379, (r) => r.call('SENTINEL', 'MYID'))).toBe(sentinelId(n.name));
+      const c = (await cluster.container(n.name, 'redis-sentinel'))!;
+      const logs = (await cluster.docker.getContainer(c.Id).logs({ stdout: true, stderr: true })).toString();
+      expect(logs).toMatch(new RegExp(`kb: Sentinel id ${sentinelId(n.name)} \\(derived from the hostname\\); 2 of 2 other Sentinels known from the start`));
+    }
     const agree = await check(cluster, 'redis-02', 'redis', 'sentinels-agree');
     expect(agree?.observed).toContain(`3/3 sentinels name ${master}; local knows 3 sentinels`);
     const setget = await check(cluster, LB.name, 'haproxy', 'redis-set-get');

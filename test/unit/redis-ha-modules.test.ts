@@ -8,7 +8,7 @@ import { loadInventory } from '../../shared/inventory/index.js';
 import { moduleSpecHash, sha256Hex } from '../../shared/plan/hash.js';
 import { parseVersions } from '../../shared/versions/index.js';
 import { haproxyModule } from '../../coordinator/modules/haproxy.js';
-import { REDIS_START_SCRIPT, SENTINEL_START_SCRIPT, redisModule } from '../../coordinator/modules/redis.js';
+import { REDIS_START_SCRIPT, SENTINEL_START_SCRIPT, redisModule, sentinelId } from '../../coordinator/modules/redis.js';
 import { parseSettings } from '../../coordinator/modules/settings-file.js';
 import { computeDesired } from '../../coordinator/planner.js';
 import type { PlanInputs } from '../../coordinator/modules/types.js';
@@ -57,6 +57,13 @@ describe('redis module', () => {
       'port 26379', `bind ${ips[0]}`, `sentinel announce-ip ${ips[0]}`, `sentinel monitor kb-redis-master ${ips[0]} 6379 2`,
       'sentinel down-after-milliseconds kb-redis-master 5000', 'sentinel failover-timeout kb-redis-master 60000', 'sentinel parallel-syncs kb-redis-master 1',
     ]) expect(text.split('\n')).toContain(line);
+    // Each Sentinel's id comes from its hostname; the template names the two others, after `sentinel monitor`.
+    expect(sentinelId('redis-01')).toMatch(/^[0-9a-f]{40}$/);
+    expect(new Set(d.order.map(sentinelId)).size).toBe(3);
+    expect(text.split('\n')).toContain(`sentinel myid ${sentinelId('redis-01')}`);
+    const known = text.split('\n').filter((l) => l.startsWith('sentinel known-sentinel '));
+    expect(known).toEqual([1, 2].map((i) => `sentinel known-sentinel kb-redis-master ${ips[i]} 26379 ${sentinelId(d.order[i]!)}`));
+    expect(text.indexOf('sentinel known-sentinel ')).toBeGreaterThan(text.indexOf('sentinel monitor '));
     // Replicas monitor the same master from their own address.
     expect(d.states['redis-03']!.files[0]!.content.toString()).toContain(`bind ${ips[2]}\n`);
     expect(d.states['redis-03']!.files[0]!.content.toString()).toContain(`sentinel monitor kb-redis-master ${ips[0]} 6379 2`);
@@ -175,21 +182,72 @@ describe('redis start script', () => {
 
 describe('sentinel start script', () => {
   const sdir = path.join(dir, 'sentinel');
-  const run = () => execFileSync('/bin/sh', ['-c', SENTINEL_START_SCRIPT.replaceAll('/sentinel', sdir).replace('exec redis-server', 'exec echo')], { encoding: 'utf8' });
+  const bin = path.join(dir, 'sentinel-bin');
+  /**
+   * Runs the script with a fake redis-cli: ANSWER_<host> is what that host's Sentinel prints
+   * for `SENTINEL MYID` then `SENTINEL SENTINELS <master>` (--raw), no variable: no answer.
+   */
+  const run = (answers: Record<string, string> = {}) => {
+    execFileSync('mkdir', ['-p', bin]);
+    writeFileSync(path.join(bin, 'redis-cli'), '#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = -h ] && h=$2; shift; done\ncat > /dev/null\neval "a=\\${ANSWER_$(echo $h | tr . _)}"\n[ -n "$a" ] && printf "%s\\n" "$a"\nexit 0\n');
+    chmodSync(path.join(bin, 'redis-cli'), 0o755);
+    const env: NodeJS.ProcessEnv = { PATH: `${bin}:${process.env.PATH}` };
+    for (const [host, a] of Object.entries(answers)) env[`ANSWER_${host.replace(/\./g, '_')}`] = a;
+    return execFileSync('/bin/sh', ['-c', SENTINEL_START_SCRIPT.replaceAll('/sentinel', sdir).replace('exec redis-server', 'exec echo')], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  };
+  const conf = () => readFileSync(path.join(sdir, 'sentinel.conf'), 'utf8');
+  const fresh = (template: string) => {
+    rmSync(sdir, { recursive: true, force: true });
+    execFileSync('mkdir', ['-p', sdir]);
+    writeFileSync(path.join(sdir, 'kb-template.conf'), template);
+  };
+  const ID = (c: string) => c.repeat(40);
+  // The template of 10.0.0.2 in a three-node fleet whose ids are a.., b.., c.. (derived from the hostnames).
+  const TEMPLATE = [
+    'port 26379', 'sentinel announce-ip 10.0.0.2', `sentinel myid ${ID('b')}`, 'sentinel monitor m 10.0.0.1 6379 2',
+    `sentinel known-sentinel m 10.0.0.1 26379 ${ID('a')}`, `sentinel known-sentinel m 10.0.0.3 26379 ${ID('c')}`, '',
+  ].join('\n');
+  const HEAD = 'port 26379\nsentinel announce-ip 10.0.0.2\nsentinel monitor m 10.0.0.1 6379 2\n';
+  /** A Sentinel's answer: its id, then the Sentinels it knows (name, ip, port, runid, flags). */
+  const answer = (myid: string, knows: [string, string][]) => [myid, ...knows.flatMap(([ip, id]) => ['name', id, 'ip', ip, 'port', '26379', 'runid', id, 'flags', 'sentinel'])].join('\n');
 
   it('copies the template only when it changed, keeping what Sentinel learned (and its myid) otherwise', () => {
-    execFileSync('mkdir', ['-p', sdir]);
-    writeFileSync(path.join(sdir, 'kb-template.conf'), 'port 26379\nsentinel monitor m 10.0.0.1 6379 2\n');
+    fresh('port 26379\nsentinel monitor m 10.0.0.1 6379 2\n');
     run();
-    expect(readFileSync(path.join(sdir, 'sentinel.conf'), 'utf8')).toBe('port 26379\nsentinel monitor m 10.0.0.1 6379 2\n');
+    expect(conf()).toBe('port 26379\nsentinel monitor m 10.0.0.1 6379 2\n');
     // Sentinel rewrites its file (a failover happened); a restart keeps it.
     const learned = 'port 26379\nsentinel monitor m 10.0.0.3 6379 2\nsentinel myid abc123\nsentinel config-epoch m 1\n';
     writeFileSync(path.join(sdir, 'sentinel.conf'), learned);
     run();
-    expect(readFileSync(path.join(sdir, 'sentinel.conf'), 'utf8')).toBe(learned);
+    expect(conf()).toBe(learned);
     // A new template (an operator changed a setting) replaces it, keeping the myid.
     writeFileSync(path.join(sdir, 'kb-template.conf'), 'port 26379\nsentinel monitor m 10.0.0.1 6379 3\n');
     run();
-    expect(readFileSync(path.join(sdir, 'sentinel.conf'), 'utf8')).toBe('port 26379\nsentinel monitor m 10.0.0.1 6379 3\nsentinel myid abc123\n');
+    expect(conf()).toBe('port 26379\nsentinel monitor m 10.0.0.1 6379 3\nsentinel myid abc123\n');
+  });
+
+  it('a new fleet: its derived id, and the others by their derived ids before they answer', () => {
+    fresh(TEMPLATE);
+    run();
+    expect(conf()).toBe(`${HEAD}sentinel myid ${ID('b')}\nsentinel known-sentinel m 10.0.0.1 26379 ${ID('a')}\nsentinel known-sentinel m 10.0.0.3 26379 ${ID('c')}\n`);
+  });
+
+  it('a Sentinel that answers with another id is written with the id it answered', () => {
+    fresh(TEMPLATE);
+    run({ '10.0.0.3': answer(ID('9'), [['10.0.0.1', ID('a')]]) });
+    expect(conf()).toBe(`${HEAD}sentinel myid ${ID('b')}\nsentinel known-sentinel m 10.0.0.1 26379 ${ID('a')}\nsentinel known-sentinel m 10.0.0.3 26379 ${ID('9')}\n`);
+  });
+
+  it('a rebuilt node takes back the id the others know its address by; a silent Sentinel is then left to its hellos', () => {
+    fresh(TEMPLATE);
+    run({ '10.0.0.3': answer(ID('7'), [['10.0.0.1', ID('6')], ['10.0.0.2', ID('5')]]) });
+    expect(conf()).toBe(`${HEAD}sentinel myid ${ID('5')}\nsentinel known-sentinel m 10.0.0.3 26379 ${ID('7')}\n`);
+  });
+
+  it('a Sentinel made before kb named Sentinels keeps its id; only the Sentinels that answer are written', () => {
+    fresh(TEMPLATE);
+    writeFileSync(path.join(sdir, 'sentinel.conf'), `port 26379\nsentinel myid ${ID('4')}\nsentinel known-sentinel m 10.0.0.1 26379 ${ID('6')}\n`);
+    run({ '10.0.0.1': answer(ID('6'), [['10.0.0.2', ID('4')]]), '10.0.0.3': 'NOAUTH Authentication required.\nNOAUTH Authentication required.' });
+    expect(conf()).toBe(`${HEAD}sentinel myid ${ID('4')}\nsentinel known-sentinel m 10.0.0.1 26379 ${ID('6')}\n`);
   });
 });
