@@ -20,8 +20,15 @@ import { pausePoint } from './testing/pause.js';
  * the regular interval (5 s by default) the agent re-checks every SETTLE_HEALTH_MS until
  * every module has been healthy and converged for SETTLE_HEALTHY_FOR_MS, or SETTLE_MAX_MS
  * passed. Same checks, same gate; only reported sooner.
+ *
+ * For the first SETTLE_FAST_FOR_MS after an apply, while not yet healthy, the checks re-run
+ * every SETTLE_CHECK_MS; a report that would only say "still not healthy" is held until
+ * SETTLE_HEALTH_MS after the last one sent, a report that says "healthy" goes at once. So
+ * the rollout learns a node is healthy within ~SETTLE_CHECK_MS, for no more reports.
  */
 export const SETTLE_HEALTH_MS = 500;
+export const SETTLE_CHECK_MS = 200;
+export const SETTLE_FAST_FOR_MS = 10_000;
 export const SETTLE_HEALTHY_FOR_MS = 10_000;
 export const SETTLE_MAX_MS = 120_000;
 
@@ -75,7 +82,10 @@ export class Agent {
   private healthTimer: NodeJS.Timeout | undefined;
   /** Settling after an apply (see SETTLE_HEALTH_MS): until when, healthy since when, the next quick report. */
   private settleUntil = 0;
+  private settleStartedAt = 0;
   private settleHealthySince: number | undefined;
+  /** When the last health report was sent, and whether it said every module was healthy and converged. */
+  private lastReport: { atMs: number; healthy: boolean } | undefined;
   private settleTimer: NodeJS.Timeout | undefined;
   private heartbeatMs: number;
   private healthMs: number;
@@ -220,8 +230,10 @@ export class Agent {
       // Credentials files may have changed (a rotation): followers pick up new passwords.
       this.followers.sync(Object.values(this.desired.modules));
       this.session?.send({ result });
-      this.settleUntil = Date.now() + SETTLE_MAX_MS;
+      this.settleStartedAt = Date.now();
+      this.settleUntil = this.settleStartedAt + SETTLE_MAX_MS;
       this.settleHealthySince = undefined;
+      this.lastReport = undefined;
       await this.reportHealth();
     });
   }
@@ -275,18 +287,27 @@ export class Agent {
     this.healthRunning = true;
     try {
       const states = Object.values(this.desired.modules);
-      const modules: ModuleHealth[] = await Promise.all(states.map(async (s) => {
-        const [own, creds, converged] = await Promise.all([
-          runChecks(this.healthCtx, s).catch((err: unknown) => [{ name: 'checks', ok: false, observed: errorMessage(err) }]),
-          this.ctx.credentials!.checks(s),
-          isConverged(this.ctx, s).catch(() => false),
-        ]);
-        const checks = [...creds, ...own];
+      const own = await Promise.all(states.map((s) => runChecks(this.healthCtx, s).catch((err: unknown) => [{ name: 'checks', ok: false, observed: errorMessage(err) }])));
+      const now = Date.now();
+      const held = now < this.settleUntil && this.lastReport && !this.lastReport.healthy && now - this.lastReport.atMs < SETTLE_HEALTH_MS;
+      if (held && own.some((checks) => checks.some((c) => !c.ok))) {
+        this.settle(false); // still not healthy, nothing new to say yet: check again soon
+        return;
+      }
+      const modules: ModuleHealth[] = await Promise.all(states.map(async (s, i) => {
+        const [creds, converged] = await Promise.all([this.ctx.credentials!.checks(s), isConverged(this.ctx, s).catch(() => false)]);
+        const checks = [...creds, ...own[i]!];
         return { module: s.module, revision: s.revision, specHash: s.specHash, healthy: checks.every((c) => c.ok), checks, converged };
       }));
+      const healthy = modules.every((m) => m.healthy && m.converged);
+      if (held && !healthy) {
+        this.settle(false);
+        return;
+      }
       const containers = await containerStatuses(this.ctx, states).catch(() => []);
       this.session.send({ health: { facts: this.facts.collect(), modules, containers, observedAtMs: Date.now() } });
-      this.settle(modules.every((m) => m.healthy && m.converged));
+      this.lastReport = { atMs: now, healthy };
+      this.settle(healthy);
     } finally {
       this.healthRunning = false;
     }
@@ -302,6 +323,7 @@ export class Agent {
       this.settleUntil = 0;
       return;
     }
-    this.settleTimer = setTimeout(() => void this.reportHealth(), Math.min(SETTLE_HEALTH_MS, this.healthMs));
+    const fast = !healthy && now - this.settleStartedAt < SETTLE_FAST_FOR_MS;
+    this.settleTimer = setTimeout(() => void this.reportHealth(), Math.min(fast ? SETTLE_CHECK_MS : SETTLE_HEALTH_MS, this.healthMs));
   }
 }

@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Agent, SETTLE_HEALTH_MS } from '../../agent/agent.js';
+import { Agent, SETTLE_CHECK_MS, SETTLE_HEALTH_MS } from '../../agent/agent.js';
+import type { ExecResult } from '../../agent/driver/types.js';
 import { kbV1, SERVER_OPTIONS, type AgentMessage, type CoordinatorMessage, type ModuleState } from '../../proto/index.js';
-import { container } from '../../shared/plan/builders.js';
+import { container, healthCheck } from '../../shared/plan/builders.js';
 import { withSpecHash } from '../../shared/plan/hash.js';
 import { FakeEngine } from '../helpers/fake-engine.js';
 
@@ -16,7 +17,7 @@ const state: ModuleState = withSpecHash({
 });
 
 /** A coordinator that only says "report every 5 s", sends one state and records the health reports. */
-async function coordinator(): Promise<{ port: number; reports: { atMs: number; ok: boolean }[]; appliedAtMs: () => number | undefined; server: grpc.Server }> {
+async function coordinator(state: ModuleState): Promise<{ port: number; reports: { atMs: number; ok: boolean }[]; appliedAtMs: () => number | undefined; server: grpc.Server }> {
   const reports: { atMs: number; ok: boolean }[] = [];
   let appliedAtMs: number | undefined;
   const server = new grpc.Server(SERVER_OPTIONS);
@@ -50,7 +51,7 @@ afterEach(async () => {
 describe('agent health reports after an apply', () => {
   it(`re-checks every ${SETTLE_HEALTH_MS} ms after applying, instead of waiting for the 5 s interval`, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'kb-settle-'));
-    const c = await coordinator();
+    const c = await coordinator(state);
     const agent = new Agent({
       node: 'redis-01', coordinators: [`127.0.0.1:${c.port}`], stateDir: join(dir, 'state'), hostRoot: join(dir, 'root'), plaintext: true,
       reconcileIntervalMs: 60_000,
@@ -68,5 +69,50 @@ describe('agent health reports after an apply', () => {
     // The 5 s interval alone would give at most one report in these 3 s.
     expect(within.length).toBeGreaterThanOrEqual(4);
     expect(within.every((r) => r.ok)).toBe(true);
+  }, 20_000);
+
+  it(`while not healthy yet, checks every ${SETTLE_CHECK_MS} ms but sends "still not healthy" at most every ${SETTLE_HEALTH_MS} ms`, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kb-settle-'));
+    const gated: ModuleState = withSpecHash({ ...state, healthChecks: [healthCheck({ name: 'ready', kind: 'exec', container: 'redis', command: ['ready'] })] });
+    const c = await coordinator(gated);
+    // The container answers its exec check "not ready" until `ready` is set.
+    let ready = false;
+    let checksBeforeReady = 0;
+    const engine = new (class extends FakeEngine {
+      override async exec(): Promise<ExecResult> {
+        if (!ready) checksBeforeReady++;
+        return ready ? { exitCode: 0, output: '' } : { exitCode: 1, output: 'not ready' };
+      }
+    })();
+    const agent = new Agent({
+      node: 'redis-01', coordinators: [`127.0.0.1:${c.port}`], stateDir: join(dir, 'state'), hostRoot: join(dir, 'root'), plaintext: true,
+      reconcileIntervalMs: 60_000,
+    }, engine, pino({ level: 'silent' }));
+    cleanup.push(async () => {
+      await agent.stop();
+      c.server.forceShutdown();
+      await rm(dir, { recursive: true, force: true });
+    });
+    await agent.start(grpc.credentials.createInsecure());
+    for (let i = 0; i < 100 && c.appliedAtMs() === undefined; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(c.appliedAtMs()).toBeDefined();
+    await new Promise((r) => setTimeout(r, 2000));
+    const unhealthy = c.reports.filter((r) => !r.ok);
+    const checks = checksBeforeReady;
+    ready = true;
+    const healthy = await (async () => {
+      for (let i = 0; i < 100; i++) {
+        const h = c.reports.find((r) => r.ok);
+        if (h) return h;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return undefined;
+    })();
+    expect(healthy, 'a healthy report once the check passes').toBeDefined();
+    // Held: consecutive "not healthy" reports are SETTLE_HEALTH_MS apart at least (a little less for timer rounding)...
+    expect(unhealthy.length).toBeGreaterThanOrEqual(2);
+    for (let i = 1; i < unhealthy.length; i++) expect(unhealthy[i]!.atMs - unhealthy[i - 1]!.atMs).toBeGreaterThanOrEqual(SETTLE_HEALTH_MS - 50);
+    // ...while the checks themselves ran more often than reports were sent.
+    expect(checks).toBeGreaterThan(unhealthy.length);
   }, 20_000);
 });
