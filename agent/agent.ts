@@ -287,7 +287,10 @@ export class Agent {
     this.healthRunning = true;
     try {
       const states = Object.values(this.desired.modules);
-      const own = await Promise.all(states.map((s) => runChecks(this.healthCtx, s).catch((err: unknown) => [{ name: 'checks', ok: false, observed: errorMessage(err) }])));
+      // One container listing per report, shared by the checks, convergence and the statuses
+      // (if it fails, each of them asks the engine itself and reports its own error).
+      const listed = await this.ctx.driver.list(this.ctx.node).catch(() => undefined);
+      const own = await Promise.all(states.map((s) => runChecks(this.healthCtx, s, listed).catch((err: unknown) => [{ name: 'checks', ok: false, observed: errorMessage(err) }])));
       const now = Date.now();
       const held = now < this.settleUntil && this.lastReport && !this.lastReport.healthy && now - this.lastReport.atMs < SETTLE_HEALTH_MS;
       if (held && own.some((checks) => checks.some((c) => !c.ok))) {
@@ -295,7 +298,7 @@ export class Agent {
         return;
       }
       const modules: ModuleHealth[] = await Promise.all(states.map(async (s, i) => {
-        const [creds, converged] = await Promise.all([this.ctx.credentials!.checks(s), isConverged(this.ctx, s).catch(() => false)]);
+        const [creds, converged] = await Promise.all([this.ctx.credentials!.checks(s), isConverged(this.ctx, s, listed).catch(() => false)]);
         const checks = [...creds, ...own[i]!];
         return { module: s.module, revision: s.revision, specHash: s.specHash, healthy: checks.every((c) => c.ok), checks, converged };
       }));
@@ -304,7 +307,7 @@ export class Agent {
         this.settle(false);
         return;
       }
-      const containers = await containerStatuses(this.ctx, states).catch(() => []);
+      const containers = await containerStatuses(this.ctx, states, listed).catch(() => []);
       this.session.send({ health: { facts: this.facts.collect(), modules, containers, observedAtMs: Date.now() } });
       this.lastReport = { atMs: now, healthy };
       this.settle(healthy);

@@ -1,6 +1,7 @@
 import type { CheckResult, HealthCheck, ModuleState } from '../../proto/types.js';
 import { errorMessage } from '../../shared/errors/index.js';
 import { byOrder } from '../reconcile/names.js';
+import type { ManagedContainer } from '../driver/types.js';
 import { findContainer } from './container.js';
 import { execCheck } from './exec.js';
 import { httpCheck } from './http.js';
@@ -43,8 +44,8 @@ export function runningCheckName(container: string): string {
  * ok=false and an `observed` saying what was seen. Throws only if the engine cannot list
  * containers.
  */
-export async function runChecks(ctx: HealthContext, state: ModuleState): Promise<CheckResult[]> {
-  const containers = (await ctx.driver.list(ctx.node)).filter((c) => c.module === state.module);
+export async function runChecks(ctx: HealthContext, state: ModuleState, observed?: readonly ManagedContainer[]): Promise<CheckResult[]> {
+  const containers = (observed ?? await ctx.driver.list(ctx.node)).filter((c) => c.module === state.module);
   const running: CheckResult[] = await Promise.all(byOrder(state.containers).map(async (spec) => {
     const c = findContainer(ctx, containers, spec.name);
     if (!c) return { name: runningCheckName(spec.name), ok: false, observed: 'missing' };

@@ -1,6 +1,7 @@
 import type { ContainerStatus, ModuleState } from '../../proto/types.js';
 import { desiredCredentialFiles } from '../credentials/index.js';
 import { inStep } from './errors.js';
+import type { ManagedContainer } from '../driver/types.js';
 import { withLock } from './lock.js';
 import { byOrder, dockerNameFor, ofModule, selectCurrent } from './names.js';
 import { containersStep, decide } from './steps/containers.js';
@@ -71,8 +72,8 @@ export function removeModule(ctx: ReconcileContext, module: string): Promise<Rec
  * stop that was repaired in between is still seen. Reads only: one list call, one inspect
  * per existing container.
  */
-export async function containerStatuses(ctx: ReconcileContext, states: ModuleState[]): Promise<ContainerStatus[]> {
-  const observed = await ctx.driver.list(ctx.node);
+export async function containerStatuses(ctx: ReconcileContext, states: ModuleState[], listed?: readonly ManagedContainer[]): Promise<ContainerStatus[]> {
+  const observed = listed ?? await ctx.driver.list(ctx.node);
   const out: ContainerStatus[] = [];
   for (const state of states) {
     const mine = ofModule(observed, state.module);
@@ -94,7 +95,7 @@ export async function containerStatuses(ctx: ReconcileContext, states: ModuleSta
  * credentials file is at its wanted version, mode and owner. Reads only.
  * (A reconcileModule call would then do nothing, apart from re-checking images.)
  */
-export async function isConverged(ctx: ReconcileContext, state: ModuleState): Promise<boolean> {
+export async function isConverged(ctx: ReconcileContext, state: ModuleState, listed?: readonly ManagedContainer[]): Promise<boolean> {
   const wanted = desiredCredentialFiles(state);
   if (wanted.length) {
     if (!ctx.credentials) return false;
@@ -103,7 +104,7 @@ export async function isConverged(ctx: ReconcileContext, state: ModuleState): Pr
   for (const f of state.files) {
     if ((await fileDrift(ctx, f)) !== 'none') return false;
   }
-  const observed = await ctx.driver.list(ctx.node);
+  const observed = listed ?? await ctx.driver.list(ctx.node);
   const mine = ofModule(observed, state.module);
   if (unwanted(ctx, state, mine).length > 0) return false;
   return state.containers.every((spec) => {
