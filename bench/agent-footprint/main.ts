@@ -3,13 +3,15 @@
  * (docs/benchmarks.md), next to what Node itself costs, measured in the same run.
  *
  * kb: dist/kb-agent (the Node SEA built by scripts/build.mjs) enrolled with a real
- * coordinator over mTLS, managing the redis module's two containers (redis and
- * redis-sentinel) of one node on the test bed's Docker engine, with production intervals
- * (heartbeat and health report 5 s, full reconcile 10 s). Once its module is healthy it idles
- * for --idle seconds (default 60) while its RSS (VmRSS), PSS and USS (/proc/PID/smaps_rollup)
- * and CPU (utime+stime, /proc/PID/stat) are sampled every second. The agent runs with the
- * environment install.sh writes into kb-agent.env (its `# runtime` lines), as installed:
- * first the process that enrolled and rolled out, then restarted on the node's state, then
+ * coordinator over mTLS (by `kb-agent enroll` in its own process, as install.sh does),
+ * managing the redis module's two containers (redis and redis-sentinel) of one node on the
+ * test bed's Docker engine, with production intervals (heartbeat and health report 5 s, full
+ * reconcile 10 s). --settle seconds (default 15) after its module is healthy, once the agent
+ * is done reporting every 500 ms after the apply, it idles for --idle seconds (default 60)
+ * while its RSS (VmRSS), PSS and USS (/proc/PID/smaps_rollup) and CPU (utime+stime,
+ * /proc/PID/stat) are sampled every second. The agent runs with the environment install.sh
+ * writes into kb-agent.env (its `# runtime` lines), as installed: first the service process
+ * that ran the first rollout, then restarted on the node's state, then
  * restarted without parts of its tuning (the installer's environment; its own V8 flags) to
  * show what each part is worth, and with a just-written binary (page cache, see below).
  *
@@ -22,7 +24,7 @@
  * it, the peers print it) and its /proc/PID/smaps is split into the executable's mapped
  * pages, shared libraries and anonymous memory: where the MB go.
  *
- *   npm run bench -- agent-footprint [--idle 60] [--settle 5] [--no-docs] [--json FILE] [--smoke]
+ *   npm run bench -- agent-footprint [--idle 60] [--settle 15] [--no-docs] [--json FILE] [--smoke]
  *                                    [--variant 'NAME:VAR=VALUE;VAR=VALUE' ...] [--compare-binary PATH ...]
  *
  * --variant adds an agent run with that environment (e.g. 'jitless:NODE_OPTIONS=--jitless');
@@ -49,6 +51,12 @@ interface Variant { name: string; env: Record<string, string>; binary?: string; 
 interface Args { idleS: number; settleS: number; docs: boolean; json?: string; variants: Variant[]; compare: string[]; smoke: boolean }
 
 const TARGET_RSS_MB = 60;
+/**
+ * The window starts this long after the module is healthy: after an apply the agent reports
+ * every 500 ms until it has been healthy for 10 s (agent/agent.ts SETTLE_HEALTHY_FOR_MS), and
+ * only then is it idle; 5 s more for the garbage of that phase to be collected.
+ */
+const DEFAULT_SETTLE_S = 15;
 const TARGET_CPU_PERCENT = 0.5;
 const log = (msg: string) => process.stdout.write(`${new Date().toISOString().slice(11, 23)} ${msg}\n`);
 
@@ -63,7 +71,7 @@ function parseEnvList(text: string, what: string): Record<string, string> {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { idleS: 60, settleS: 5, docs: true, variants: [], compare: [], smoke: false };
+  const a: Args = { idleS: 60, settleS: DEFAULT_SETTLE_S, docs: true, variants: [], compare: [], smoke: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => { const x = argv[++i]; if (x === undefined) throw new Error(`${k} needs a value`); return x; };
@@ -140,6 +148,8 @@ interface Measured {
   pid: number;
   windowS: number;
   rssMb: { avg: number; max: number };
+  /** RSS and CPU ticks (1/CLK_TCK s) of every sample, for --json: where in the window the peak and the CPU are. */
+  series: { s: number; rssMb: number; ticks: number }[];
   pssMb: number;
   ussMb: number;
   anonMb: number;
@@ -171,6 +181,7 @@ async function measure(targets: Target[], seconds: number): Promise<Measured[]> 
     out.push({
       name: t.name, what: t.what, env: t.env, pid: t.pid, windowS,
       rssMb: { avg: avg((x) => x.rssKb), max: Math.max(...s.map((x) => x.rssKb)) / 1024 },
+      series: s.map((x) => ({ s: Math.round((x.atMs - first.atMs) / 100) / 10, rssMb: Math.round(x.rssKb / 102.4) / 10, ticks: x.ticks - first.ticks })),
       pssMb: avg((x) => x.pssKb),
       ussMb: avg((x) => x.ussKb),
       anonMb: avg((x) => x.anonKb),
@@ -297,7 +308,7 @@ function summarize(results: Measured[], args: Args): string {
   const floor = results.find((r) => r.name === 'SEA floor');
   const lines = [
     `Idle window ${args.idleS} s per agent run (sampled every second, once the module was healthy plus ${args.settleS} s). ` +
-      '`kb-agent, first process` is the agent that enrolled and ran the rollout; every other agent row is the agent restarted on the node\'s state (as after a reboot or upgrade) with that environment. ' +
+      '`kb-agent, first process` is the agent\'s first process after enrollment (`kb-agent enroll` in a process of its own, as install.sh does), which ran the rollout; every other agent row is the agent restarted on the node\'s state (as after a reboot or upgrade) with that environment. ' +
       'The peers idled during the first window. Every executable\'s page cache was dropped before it started (the state after a reboot), except in `binary just written` (a fresh copy, as right after an install).',
     '',
     '| process | environment | RSS avg | RSS max | PSS | USS | anonymous | CPU (% of one core) | threads |',
@@ -396,6 +407,9 @@ async function main(): Promise<void> {
     useCredentials(cluster, node.name);
     await cluster.cleanContainers();
     await cluster.startCoordinator(); // reads dist/kb-agent whole (its sha256 for install.sh)
+    // As install.sh does: `kb-agent enroll` in its own process, then the service process
+    // (`kb-agent run`), which never enrolls: the first window measures that process.
+    await cluster.enrollAgent(node.name);
     dropPageCache(dist('kb-agent'));
     await cluster.startAgent(node.name);
     await cluster.waitReady([node.name]);
@@ -451,7 +465,7 @@ async function main(): Promise<void> {
 
     const summary = summarize(results, args);
     const extra = args.compare.map((b) => ` --compare-binary ${path.relative(repoRoot, b)}`).join('') + args.variants.map((v) => ` --variant '${v.name}:${Object.entries(v.env).map(([k, x]) => `${k}=${x}`).join(';')}'`).join('');
-    const command = `KB_E2E_SUBNET=${process.env.KB_E2E_SUBNET ?? '127.0.1'} npm run bench -- agent-footprint${args.idleS !== 60 ? ` --idle ${args.idleS}` : ''}${args.settleS !== 5 ? ` --settle ${args.settleS}` : ''}${extra}`;
+    const command = `KB_E2E_SUBNET=${process.env.KB_E2E_SUBNET ?? '127.0.1'} npm run bench -- agent-footprint${args.idleS !== 60 ? ` --idle ${args.idleS}` : ''}${args.settleS !== DEFAULT_SETTLE_S ? ` --settle ${args.settleS}` : ''}${extra}`;
     process.stdout.write(`\n${summary}\n`);
     if (args.json) writeFileSync(args.json, JSON.stringify({ args, installerEnv: installer, results }, null, 2));
     if (args.docs) {

@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -187,6 +187,19 @@ export class Cluster {
     if (r.code !== 0) throw new Error(`kbctl token create failed (${r.code}): ${r.stderr}`);
     const res = JSON.parse(r.stdout) as { token: string; installCommand: string; info: { id: string } };
     return { token: res.token, installCommand: res.installCommand, id: res.info.id };
+  }
+
+  /**
+   * Enrolls `node` the way install.sh does: a separate `kb-agent enroll` process (the token in
+   * KB_TOKEN), before the agent's service process starts, which then never enrolls.
+   */
+  async enrollAgent(node: string, binary = dist('kb-agent')): Promise<void> {
+    if (this.plaintext) throw new Error('enrollAgent: the cluster is in plaintext mode (no certificates)');
+    const { token } = await this.createToken(['--uses', '1', '--ttl', '10m', '--description', `enroll ${node}`]);
+    const r = spawnSync(binary, ['enroll', '--node', node, '--bootstrap', this.bootstrapUrl, '--tls-dir', this.tlsDir(node)], {
+      env: { ...process.env, ...installerRuntimeEnv(), KB_TOKEN: token }, encoding: 'utf8', timeout: 60_000,
+    });
+    if (r.status !== 0) throw new Error(`kb-agent enroll ${node} failed (${r.status ?? r.signal}): ${r.stderr}`);
   }
 
   /**
