@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { redisSentinelCheck } from '../../agent/health/redis-ha.js';
 import { REDIS_DEFAULTS, SENTINEL_START_SCRIPT, SENTINEL_TEMPLATE, sentinelId, sentinelTemplate, type RedisSettings } from '../../coordinator/modules/redis.js';
@@ -9,6 +9,7 @@ import type { Server } from '../../shared/inventory/index.js';
 import { healthCheck } from '../../shared/plan/builders.js';
 import { SUBNET } from '../helpers/cluster.js';
 import { Proc, freePort, sleep, waitFor } from '../helpers/proc.js';
+import { redis } from '../helpers/redis-ha.js';
 
 // Sentinel ids (docs/adr/0024-sentinel-ids.md) on the real redis-server and redis-sentinel of
 // the test bed, started by the redis-sentinel container's real start script (run by sh on the
@@ -28,16 +29,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function sentinel<T>(node: Server, s: RedisSettings, fn: (r: Redis) => Promise<T>): Promise<T> {
-  const r = new Redis({ host: node.privateIp, port: s.sentinel_port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000, commandTimeout: 1000 });
-  r.on('error', () => undefined);
-  try {
-    await r.connect();
-    return await fn(r);
-  } finally {
-    r.disconnect();
-  }
-}
+/** A one-shot connection to node's Sentinel (no password: these Sentinels have none). */
+const sentinel = <T>(node: Server, s: RedisSettings, fn: (r: Redis) => Promise<T>): Promise<T> => redis(node.privateIp, s.sentinel_port, fn, 1000);
 
 const sdir = (node: Server) => path.join(dir, node.hostname);
 const myid = (node: Server, s: RedisSettings) => sentinel(node, s, (r) => r.call('SENTINEL', 'MYID') as Promise<string>);

@@ -48,22 +48,27 @@ afterEach(async () => {
   cleanup = [];
 });
 
+/** Starts an agent on `engine` against coordinator `c` and waits until it applied the state. */
+async function startAgent(c: Awaited<ReturnType<typeof coordinator>>, dir: string, engine: FakeEngine): Promise<void> {
+  const agent = new Agent({
+    node: 'redis-01', coordinators: [`127.0.0.1:${c.port}`], stateDir: join(dir, 'state'), hostRoot: join(dir, 'root'), plaintext: true,
+    reconcileIntervalMs: 60_000,
+  }, engine, pino({ level: 'silent' }));
+  cleanup.push(async () => {
+    await agent.stop();
+    c.server.forceShutdown();
+    await rm(dir, { recursive: true, force: true });
+  });
+  await agent.start(grpc.credentials.createInsecure());
+  for (let i = 0; i < 100 && c.appliedAtMs() === undefined; i++) await new Promise((r) => setTimeout(r, 50));
+  expect(c.appliedAtMs()).toBeDefined();
+}
+
 describe('agent health reports after an apply', () => {
   it(`re-checks every ${SETTLE_HEALTH_MS} ms after applying, instead of waiting for the 5 s interval`, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'kb-settle-'));
     const c = await coordinator(state);
-    const agent = new Agent({
-      node: 'redis-01', coordinators: [`127.0.0.1:${c.port}`], stateDir: join(dir, 'state'), hostRoot: join(dir, 'root'), plaintext: true,
-      reconcileIntervalMs: 60_000,
-    }, new FakeEngine(), pino({ level: 'silent' }));
-    cleanup.push(async () => {
-      await agent.stop();
-      c.server.forceShutdown();
-      await rm(dir, { recursive: true, force: true });
-    });
-    await agent.start(grpc.credentials.createInsecure());
-    for (let i = 0; i < 100 && c.appliedAtMs() === undefined; i++) await new Promise((r) => setTimeout(r, 50));
-    expect(c.appliedAtMs()).toBeDefined();
+    await startAgent(c, dir, new FakeEngine());
     await new Promise((r) => setTimeout(r, 3000));
     const within = c.reports.filter((r) => r.atMs - c.appliedAtMs()! <= 3000);
     // The 5 s interval alone would give at most one report in these 3 s.
@@ -84,18 +89,7 @@ describe('agent health reports after an apply', () => {
         return ready ? { exitCode: 0, output: '' } : { exitCode: 1, output: 'not ready' };
       }
     })();
-    const agent = new Agent({
-      node: 'redis-01', coordinators: [`127.0.0.1:${c.port}`], stateDir: join(dir, 'state'), hostRoot: join(dir, 'root'), plaintext: true,
-      reconcileIntervalMs: 60_000,
-    }, engine, pino({ level: 'silent' }));
-    cleanup.push(async () => {
-      await agent.stop();
-      c.server.forceShutdown();
-      await rm(dir, { recursive: true, force: true });
-    });
-    await agent.start(grpc.credentials.createInsecure());
-    for (let i = 0; i < 100 && c.appliedAtMs() === undefined; i++) await new Promise((r) => setTimeout(r, 50));
-    expect(c.appliedAtMs()).toBeDefined();
+    await startAgent(c, dir, engine);
     await new Promise((r) => setTimeout(r, 2000));
     const unhealthy = c.reports.filter((r) => !r.ok);
     const checks = checksBeforeReady;
