@@ -290,21 +290,19 @@ export class Agent {
       // One container listing per report, shared by the checks, convergence and the statuses
       // (if it fails, each of them asks the engine itself and reports its own error).
       const listed = await this.ctx.driver.list(this.ctx.node).catch(() => undefined);
-      const own = await Promise.all(states.map((s) => runChecks(this.healthCtx, s, listed).catch((err: unknown) => [{ name: 'checks', ok: false, observed: errorMessage(err) }])));
-      const now = Date.now();
-      const held = now < this.settleUntil && this.lastReport && !this.lastReport.healthy && now - this.lastReport.atMs < SETTLE_HEALTH_MS;
-      if (held && own.some((checks) => checks.some((c) => !c.ok))) {
-        this.settle(false); // still not healthy, nothing new to say yet: check again soon
-        return;
-      }
-      const modules: ModuleHealth[] = await Promise.all(states.map(async (s, i) => {
-        const [creds, converged] = await Promise.all([this.ctx.credentials!.checks(s), isConverged(this.ctx, s, listed).catch(() => false)]);
-        const checks = [...creds, ...own[i]!];
+      const modules: ModuleHealth[] = await Promise.all(states.map(async (s) => {
+        const [own, creds, converged] = await Promise.all([
+          runChecks(this.healthCtx, s, listed).catch((err: unknown) => [{ name: 'checks', ok: false, observed: errorMessage(err) }]),
+          this.ctx.credentials!.checks(s),
+          isConverged(this.ctx, s, listed).catch(() => false),
+        ]);
+        const checks = [...creds, ...own];
         return { module: s.module, revision: s.revision, specHash: s.specHash, healthy: checks.every((c) => c.ok), checks, converged };
       }));
       const healthy = modules.every((m) => m.healthy && m.converged);
-      if (held && !healthy) {
-        this.settle(false);
+      const now = Date.now();
+      if (!healthy && now < this.settleUntil && this.lastReport && !this.lastReport.healthy && now - this.lastReport.atMs < SETTLE_HEALTH_MS) {
+        this.settle(false); // still not healthy, nothing new to say yet: check again soon
         return;
       }
       const containers = await containerStatuses(this.ctx, states, listed).catch(() => []);
