@@ -29,9 +29,12 @@ export function currentAuth(): { redis?: RedisAuth; sentinel?: RedisAuth } {
   return { redis: a(vars.get('REDIS_PASSWORD')), sentinel: a(vars.get('REDIS_SENTINEL_PASSWORD')) };
 }
 
-/** A one-shot connection to host:port (no retries), closed after `fn`. Ports from 26000 up are Sentinels (their password). */
-export async function redis<T>(host: string, port: number, fn: (r: Redis) => Promise<T>, timeoutMs = 2000): Promise<T> {
-  const auth = port >= 26000 ? currentAuth().sentinel : currentAuth().redis;
+/**
+ * A one-shot connection to host:port (no retries), closed after `fn`. Without `password`, ports
+ * from 26000 up are Sentinels (their password from useCredentials' redis.env), others Redis.
+ */
+export async function redis<T>(host: string, port: number, fn: (r: Redis) => Promise<T>, timeoutMs = 2000, password?: string): Promise<T> {
+  const auth = password !== undefined ? { password } : port >= 26000 ? currentAuth().sentinel : currentAuth().redis;
   const r = new Redis({
     host, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: timeoutMs, commandTimeout: timeoutMs, enableOfflineQueue: false,
     ...(auth?.password ? { password: auth.password } : {}),
